@@ -1,0 +1,163 @@
+"""The ``confmon`` command line.
+
+Every command exits 0 when it did its job, 1 on a runtime failure and 2 on bad
+usage or a bad config; errors are one line each on stderr (``--debug`` shows
+the traceback instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from monitor import __version__
+from monitor.errors import ConfigError, ConfmonError, UsageError
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is a :class:`UsageError` (one line, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from monitor.inventory import load_inventory
+    from monitor.inventory.summary import print_summary, summarise
+
+    inv = load_inventory(args.file)
+    if args.json:
+        print(json.dumps(summarise(inv), ensure_ascii=False, indent=2))
+    else:
+        print_summary(inv, Console())
+    return 0
+
+
+def _write_output(text: str, output: str | None, force: bool) -> None:
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(output)
+    if path.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfmonError(f"cannot write {output}: {exc.strerror}") from None
+
+
+def _inventory_import(args: argparse.Namespace) -> int:
+    from monitor.inventory.csvimport import import_csv
+    from monitor.inventory.writer import to_yaml
+
+    inv = import_csv(args.file, base=args.base)
+    header = f"# Imported from {Path(args.file).name} by confmon inventory import.\n"
+    _write_output(to_yaml(inv, header), args.output, args.force)
+    if args.output not in (None, "-"):
+        print(f"wrote {args.output}: {len(inv.points)} points", file=sys.stderr)
+    return 0
+
+
+def _inventory_export(args: argparse.Namespace) -> int:
+    from monitor.inventory import load_inventory
+    from monitor.inventory.writer import to_csv
+
+    _write_output(to_csv(load_inventory(args.file)), args.output, args.force)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and docs)."""
+    parser = _Parser(
+        prog="confmon",
+        description=(
+            "Connection monitor for hybrid conferences: probes remote meeting points "
+            "(ICMP, TCP, HTTP, SIP OPTIONS, UDP media) and reports their health."
+        ),
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.",
+    )
+    parser.add_argument("--version", action="version", version=f"confmon {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser(
+        "check-config",
+        help="validate an inventory and summarise it (exit 0 valid, 2 invalid)",
+        description="Validate an inventory file; print a summary, or every problem as file:line: field: message.",
+    )
+    p.add_argument("file", metavar="FILE", help="inventory YAML, e.g. configs/hanoi.yaml")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON for scripts")
+    p.set_defaults(handler=_check_config)
+
+    inv = sub.add_parser(
+        "inventory",
+        help="import an operator's spreadsheet (CSV) into inventory YAML, or export one",
+        description="Convert between an operator's spreadsheet (CSV) and inventory YAML.",
+    )
+    inv_sub = inv.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    p = inv_sub.add_parser(
+        "import",
+        help="CSV -> YAML",
+        description=(
+            "Read a CSV with the header id,name,parent,host,profile[,level] (UTF-8; parent empty "
+            "for a district headquarters, profile empty to inherit the parent's) and write an "
+            "inventory YAML. Bad rows are reported by line number and nothing is written."
+        ),
+    )
+    p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("-o", "--output", metavar="FILE.yaml", help="write here instead of stdout")
+    p.add_argument(
+        "--base",
+        metavar="FILE.yaml",
+        help="take settings, thresholds and profiles from this inventory (default: built-in defaults "
+        "with one 'meeting-room' profile)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    p.set_defaults(handler=_inventory_import)
+    p = inv_sub.add_parser(
+        "export",
+        help="YAML -> CSV",
+        description="Write an inventory's points as the CSV that 'inventory import' reads.",
+    )
+    p.add_argument("file", metavar="FILE.yaml")
+    p.add_argument("-o", "--output", metavar="FILE.csv", help="write here instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    p.set_defaults(handler=_inventory_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Handler | None = getattr(args, "handler", None)
+        if handler is None:
+            build_parser().print_help()
+            return 2
+        return handler(args)
+    except ConfigError as exc:
+        if debug:
+            raise
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_code
+    except ConfmonError as exc:
+        if debug:
+            raise
+        print(f"confmon: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,178 @@
+"""The inventory schema: settings, thresholds, probe profiles and the tree of points.
+
+These pydantic models are the *strict parse* step: defaults first, unknown keys
+rejected, every value checked. Rules that need the whole tree (duplicate ids,
+unknown profiles, parents, cycles) live in :mod:`monitor.inventory.load`.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from monitor.inventory.units import parse_duration, parse_host, parse_point_id, parse_ratio
+
+__all__ = [
+    "PROBE_TYPES",
+    "Duration",
+    "HttpSettings",
+    "IcmpSettings",
+    "InventorySpec",
+    "MediaSettings",
+    "MonitorSettings",
+    "PointSpec",
+    "Profile",
+    "Ratio",
+    "SipSettings",
+    "TcpSettings",
+    "Thresholds",
+]
+
+PROBE_TYPES = ("icmp", "tcp", "http", "sip", "media")
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Ratio = Annotated[float, BeforeValidator(parse_ratio)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Host = Annotated[str, BeforeValidator(parse_host)]
+PointId = Annotated[str, BeforeValidator(parse_point_id)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)") from None
+    return value
+
+
+class MonitorSettings(_Strict):
+    """Timing and readiness settings of the whole monitor."""
+
+    name: Name = "confmon"
+    interval: Duration = 5.0
+    fail_after: Annotated[int, Field(ge=1, le=100)] = 2
+    recover_after: Annotated[int, Field(ge=1, le=100)] = 2
+    stale_after: Duration = 20.0
+    readiness_target: Ratio = 0.98
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Asia/Ho_Chi_Minh"
+    concurrency: Annotated[int, Field(ge=1, le=100_000)] = 512
+
+
+class Thresholds(_Strict):
+    """Crossing any of these makes a reachable point ``degraded``."""
+
+    rtt: Duration = 0.150
+    jitter: Duration = 0.030
+    loss: Ratio = 0.02
+    mos: Annotated[float, Field(ge=1.0, le=4.5)] = 3.6
+
+
+class IcmpSettings(_Strict):
+    """A burst of echo requests."""
+
+    count: Annotated[int, Field(ge=1, le=100)] = 5
+    spacing: Duration = 0.020
+    timeout: Duration = 1.0
+    size: Annotated[int, Field(ge=0, le=1472)] = 56
+
+
+class TcpSettings(_Strict):
+    """A TCP connect to host:port."""
+
+    port: Port
+    timeout: Duration = 1.0
+
+
+class HttpSettings(_Strict):
+    """An HTTP(S) GET of the point's status page."""
+
+    scheme: Literal["http", "https"] = "http"
+    port: Port | None = None
+    path: str = "/"
+    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
+    body_regex: str | None = None
+    timeout: Duration = 2.0
+    tls_verify: bool = True
+    cert_min_days: Annotated[int, Field(ge=0)] = 14
+
+    @field_validator("path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with '/'")
+        return value
+
+    @field_validator("body_regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+        return value
+
+
+class SipSettings(_Strict):
+    """SIP OPTIONS keepalive."""
+
+    transport: Literal["udp", "tcp"] = "udp"
+    port: Port = 5060
+    timeout: Duration = 1.0
+    alive_codes: list[Annotated[int, Field(ge=100, le=699)]] | None = None
+
+
+class MediaSettings(_Strict):
+    """A paced stream of RTP-sized UDP packets to an echo reflector."""
+
+    port: Port = 7078
+    packets: Annotated[int, Field(ge=1, le=10_000)] = 50
+    size: Annotated[int, Field(ge=16, le=1472)] = 172
+    pacing: Duration = 0.020
+    every: Duration = 30.0
+    timeout: Duration = 1.0
+
+
+class Profile(_Strict):
+    """A named set of probes, reused across points (like blackbox_exporter's modules)."""
+
+    icmp: IcmpSettings | None = None
+    tcp: TcpSettings | None = None
+    http: HttpSettings | None = None
+    sip: SipSettings | None = None
+    media: MediaSettings | None = None
+
+    def probes(self) -> list[str]:
+        """Names of the probes this profile runs, in canonical order."""
+        return [name for name in PROBE_TYPES if getattr(self, name) is not None]
+
+
+class PointSpec(_Strict):
+    """A meeting point as written in the file; children are reached through its uplink."""
+
+    id: PointId
+    name: Name
+    host: Host
+    profile: str | None = None
+    level: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] | None = None
+    parent: PointId | None = None
+    points: list[PointSpec] = Field(default_factory=list)
+
+
+class InventorySpec(_Strict):
+    """The whole file."""
+
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    profiles: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], Profile] = (
+        Field(default_factory=dict)
+    )
+    points: Annotated[list[PointSpec], Field(min_length=1)]

@@ -1,0 +1,73 @@
+"""What ``confmon check-config`` reports about a valid inventory."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from monitor.inventory.load import Inventory
+from monitor.inventory.units import format_duration
+
+__all__ = ["print_summary", "summarise"]
+
+
+def summarise(inv: Inventory) -> dict[str, Any]:
+    """The summary as JSON-ready data (the ``--json`` output; its keys are stable)."""
+    levels = Counter(p.level for p in inv.points.values())
+    per_district = Counter(p.district for p in inv.points.values())
+    used = Counter(p.profile for p in inv.points.values())
+    s = inv.settings
+    return {
+        "file": inv.file,
+        "name": s.name,
+        "points": len(inv.points),
+        "levels": dict(levels),
+        "settings": {
+            "interval_seconds": s.interval,
+            "fail_after": s.fail_after,
+            "recover_after": s.recover_after,
+            "stale_after_seconds": s.stale_after,
+            "readiness_target": s.readiness_target,
+            "timezone": s.timezone,
+        },
+        "districts": [
+            {"id": d.id, "name": d.name, "host": d.host, "points": per_district[d.id]}
+            for d in inv.districts()
+        ],
+        "profiles": {
+            name: {"points": used.get(name, 0), "probes": profile.probes()}
+            for name, profile in inv.profiles.items()
+        },
+    }
+
+
+def print_summary(inv: Inventory, console: Console) -> None:
+    """A human summary: totals, settings, points per district, profiles used."""
+    data = summarise(inv)
+    levels = ", ".join(f"{n} {lvl}" for lvl, n in data["levels"].items())
+    s = inv.settings
+    console.print(f"[bold green]OK[/] {inv.file}: [bold]{s.name}[/]")
+    console.print(f"{data['points']} points: {levels}; {len(data['districts'])} top-level districts")
+    console.print(
+        f"every {format_duration(s.interval)}, down after {s.fail_after} failed cycles, "
+        f"up after {s.recover_after} good ones, unknown after {format_duration(s.stale_after)} "
+        f"without data; readiness target {s.readiness_target:.0%}; time zone {s.timezone}"
+    )
+    table = Table(title="Points per district", title_justify="left", show_edge=False)
+    table.add_column("district")
+    table.add_column("name")
+    table.add_column("host")
+    table.add_column("points", justify="right")
+    for d in data["districts"]:
+        table.add_row(d["id"], d["name"], d["host"], str(d["points"]))
+    console.print(table)
+    profiles = Table(title="Profiles", title_justify="left", show_edge=False)
+    profiles.add_column("profile")
+    profiles.add_column("points", justify="right")
+    profiles.add_column("probes")
+    for name, info in data["profiles"].items():
+        profiles.add_row(name, str(info["points"]), ", ".join(info["probes"]))
+    console.print(profiles)

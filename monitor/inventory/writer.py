@@ -1,0 +1,128 @@
+"""Writing an inventory back out as YAML (readable, diacritics intact) or CSV.
+
+The YAML is emitted by hand rather than by ``yaml.dump`` so that it reads like a
+file an operator would write: settings in human units (``5s``, ``2%``), one
+line per commune in flow style, Vietnamese names unescaped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator
+
+from monitor.inventory.load import DEFAULT_LEVELS, Inventory, Point
+from monitor.inventory.units import format_duration, parse_duration, parse_ratio
+
+__all__ = ["CSV_COLUMNS", "points_yaml", "to_csv", "to_yaml"]
+
+#: columns of the operator's spreadsheet, in order (``level`` is optional on import)
+CSV_COLUMNS = ("id", "name", "parent", "host", "profile")
+
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    text = str(value)
+    if _PLAIN.match(text) and yaml.safe_load(text) == text:
+        return text
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+def _human(model: BaseModel) -> dict[str, Any]:
+    """A model's fields in config spelling, leaving out values equal to the defaults."""
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None or (not info.is_required() and value == info.get_default(call_default_factory=True)):
+            continue
+        funcs = [m.func for m in info.metadata if isinstance(m, BeforeValidator)]
+        if parse_duration in funcs:
+            value = format_duration(value)
+        elif parse_ratio in funcs:
+            value = f"{value * 100:g}%"
+        elif isinstance(value, BaseModel):
+            value = _human(value)
+        out[name] = value
+    return out
+
+
+def _flow(mapping: dict[str, Any]) -> str:
+    parts = []
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            parts.append(f"{key}: {_flow(value)}")
+        elif isinstance(value, list):
+            parts.append(f"{key}: [{', '.join(_scalar(v) for v in value)}]")
+        else:
+            parts.append(f"{key}: {_scalar(value)}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _point_fields(inv: Inventory, p: Point) -> dict[str, Any]:
+    fields: dict[str, Any] = {"id": p.id, "name": p.name, "host": p.host}
+    inherited = inv.points[p.parent].profile if p.parent else None
+    if p.profile != inherited:
+        fields["profile"] = p.profile
+    if p.level != DEFAULT_LEVELS[min(p.depth, len(DEFAULT_LEVELS) - 1)]:
+        fields["level"] = p.level
+    return fields
+
+
+def _points(inv: Inventory, ids: Iterable[str], indent: str, out: list[str]) -> None:
+    for pid in ids:
+        p = inv.points[pid]
+        fields = _point_fields(inv, p)
+        if not p.children:
+            out.append(f"{indent}- {_flow(fields)}")
+            continue
+        first = True
+        for key, value in fields.items():
+            out.append(f"{indent}{'- ' if first else '  '}{key}: {_scalar(value)}")
+            first = False
+        out.append(f"{indent}  points:")
+        _points(inv, p.children, indent + "    ", out)
+
+
+def to_yaml(inv: Inventory, header: str = "") -> str:
+    """The inventory as YAML that :func:`monitor.inventory.load_inventory` reads back equal."""
+    out = [line.rstrip() for line in header.splitlines()]
+    for section, model in (("monitor", inv.settings), ("thresholds", inv.thresholds)):
+        fields = _human(model)
+        if fields:
+            out.append(f"{section}:")
+            out.extend(f"  {k}: {_scalar(v)}" for k, v in fields.items())
+    if inv.profiles:
+        out.append("profiles:")
+        for name, profile in inv.profiles.items():
+            out.append(f"  {_scalar(name)}:")
+            for probe, settings in _human(profile).items():
+                out.append(f"    {probe}: {_flow(settings)}")
+    return "\n".join(out) + "\n" + points_yaml(inv)
+
+
+def points_yaml(inv: Inventory) -> str:
+    """Only the ``points:`` section, nested by parent."""
+    out = ["points:"]
+    _points(inv, inv.roots, "  ", out)
+    return "\n".join(out) + "\n"
+
+
+def to_csv(inv: Inventory) -> str:
+    """The points as the spreadsheet that ``confmon inventory import`` reads."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*CSV_COLUMNS, "level"])
+    for p in inv.points.values():
+        writer.writerow([p.id, p.name, p.parent or "", p.host, p.profile, p.level])
+    return buf.getvalue()

@@ -1,0 +1,113 @@
+"""What every probe shares: the result type, the phase record and the probe context.
+
+A probe is ``async def probe(target, settings, ctx) -> ProbeResult``. A network
+failure is a result with ``ok=False`` and a ``error`` reason, never an
+exception; exceptions are for bugs and bad arguments. Every probe honours one
+deadline for the whole probe (derived from its settings), applied to every
+socket operation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from monitor.probes.icmp import IcmpEngine
+
+__all__ = ["Phase", "ProbeContext", "ProbeFn", "ProbeResult", "now"]
+
+
+def now() -> float:
+    """Wall-clock time (Unix seconds) for result timestamps; durations use monotonic clocks."""
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One step a probe went through (e.g. ``connect``, ``tls``, ``first_byte``)."""
+
+    name: str
+    ok: bool
+    seconds: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of one probe of one target.
+
+    Times are in seconds, ``loss`` is a ratio 0..1. Fields a probe does not
+    measure stay ``None``. ``details`` holds probe-specific facts (status code,
+    server header, certificate days left, packets sent/received, ...).
+    """
+
+    probe: str
+    target: str
+    ok: bool
+    at: float
+    duration: float
+    rtt: float | None = None
+    rtt_min: float | None = None
+    rtt_max: float | None = None
+    jitter: float | None = None
+    loss: float | None = None
+    mos: float | None = None
+    error: str | None = None
+    phases: tuple[Phase, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ProbeContext:
+    """Resources shared by all probes of a process, opened on first use and closed together.
+
+    Use as ``async with ProbeContext() as ctx``. Sharing matters: one ICMP engine
+    (one socket per address family for all targets) and one HTTP connection pool.
+    """
+
+    def __init__(self, *, icmp_privileged: bool | None = None) -> None:
+        self._icmp: IcmpEngine | None = None
+        self._icmp_privileged = icmp_privileged
+        self._http: aiohttp.ClientSession | None = None
+
+    async def icmp(self) -> IcmpEngine:
+        """The process's ICMP engine; raises :class:`monitor.errors.ConfmonError` if ICMP is not permitted."""
+        if self._icmp is None:
+            from monitor.probes.icmp import IcmpEngine
+
+            self._icmp = await IcmpEngine.open(privileged=self._icmp_privileged)
+        return self._icmp
+
+    async def http(self) -> aiohttp.ClientSession:
+        """The shared aiohttp session (no cookies kept, no proxy from the environment)."""
+        if self._http is None or self._http.closed:
+            import aiohttp
+
+            self._http = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(),
+                connector=aiohttp.TCPConnector(limit=256, force_close=True),
+                trust_env=False,
+            )
+        return self._http
+
+    async def close(self) -> None:
+        """Close every resource opened so far."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._icmp is not None:
+            await self._icmp.close()
+            self._icmp = None
+
+    async def __aenter__(self) -> ProbeContext:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+ProbeFn = Callable[[str, Any, ProbeContext], Awaitable[ProbeResult]]
