@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config.",
     )
     parser.add_argument("--version", action="version", version=f"confmon {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks instead of one-line errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser(
@@ -103,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="import an operator's spreadsheet (CSV) into inventory YAML, or export one",
         description="Convert between an operator's spreadsheet (CSV) and inventory YAML.",
     )
-    inv_sub = inv.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    inv_sub = inv.add_subparsers(
+        dest="action", metavar="ACTION", parser_class=_Parser, required=True
+    )
     p = inv_sub.add_parser(
         "import",
         help="CSV -> YAML",

@@ -68,21 +68,27 @@ def ident(short_codename: str) -> str:
 
 def main() -> None:
     data = json.loads(
-        resources.files("vietnam_provinces").joinpath("data/nested-divisions.json").read_text("utf-8")
+        resources.files("vietnam_provinces")
+        .joinpath("data/nested-divisions.json")
+        .read_text("utf-8")
     )
     hanoi = next(p for p in data if p["code"] == 1)
     districts = sorted(hanoi["districts"], key=lambda d: d["code"])
     assert len(districts) == 30, len(districts)
     wards = [(d["code"], w) for d in districts for w in d["wards"]]
     rural = [(dc, w) for dc, w in wards if kind(w["name"]) in ("Xã", "Thị trấn")]
-    urban = sorted(((dc, w) for dc, w in wards if kind(w["name"]) == "Phường"), key=lambda x: x[1]["code"])
+    urban = sorted(
+        ((dc, w) for dc, w in wards if kind(w["name"]) == "Phường"), key=lambda x: x[1]["code"]
+    )
     chosen = {w["code"] for _, w in rural + urban[: COMMUNES - len(rural)]}
     assert len(chosen) == COMMUNES, len(chosen)
 
     points = []
     for d_index, district in enumerate(districts, start=1):
         did = ident(district["short_codename"])
-        communes = [w for w in sorted(district["wards"], key=lambda w: w["code"]) if w["code"] in chosen]
+        communes = [
+            w for w in sorted(district["wards"], key=lambda w: w["code"]) if w["code"] in chosen
+        ]
         assert len(communes) <= 244
         children = [
             {
@@ -93,13 +99,20 @@ def main() -> None:
             }
             for i, w in enumerate(communes)
         ]
-        point = {"id": did, "name": district["name"], "host": f"10.24.{d_index}.1", "profile": "district-hq"}
+        point = {
+            "id": did,
+            "name": district["name"],
+            "host": f"10.24.{d_index}.1",
+            "profile": "district-hq",
+        }
         if children:
             point["points"] = children
         points.append(point)
 
     # validate and render through confmon's own model, so the file is exactly what confmon reads
-    inv = parse_inventory(HEADER + "points: " + json.dumps(points, ensure_ascii=False), "hanoi.yaml")
+    inv = parse_inventory(
+        HEADER + "points: " + json.dumps(points, ensure_ascii=False), "hanoi.yaml"
+    )
     sys.stdout.write(HEADER + points_yaml(inv))
 
 

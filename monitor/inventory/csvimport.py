@@ -69,12 +69,18 @@ def read_csv(raw: bytes, file: str, base: Source | None = None) -> Inventory:
     try:
         for row in reader:
             if None in row:  # more cells than header columns
-                issues.append(ConfigIssue(reader.line_num, "", "more cells than header columns", file))
+                issues.append(
+                    ConfigIssue(reader.line_num, "", "more cells than header columns", file)
+                )
                 continue
             cells = {k: (v or "").strip() for k, v in row.items()}
             if not any(cells.values()):
                 continue
-            point: dict[str, Any] = {"id": cells["id"], "name": cells["name"], "host": cells["host"]}
+            point: dict[str, Any] = {
+                "id": cells["id"],
+                "name": cells["name"],
+                "host": cells["host"],
+            }
             for optional in ("parent", "profile", "level"):
                 if cells.get(optional):
                     point[optional] = cells[optional]
@@ -111,5 +117,7 @@ def import_csv(path: str | Path, base: str | Path | None = None) -> Inventory:
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError([ConfigIssue(0, "", f"cannot read file: {exc.strerror}", str(path))]) from None
+        raise ConfigError(
+            [ConfigIssue(0, "", f"cannot read file: {exc.strerror}", str(path))]
+        ) from None
     return read_csv(raw, str(path), load_yaml(base) if base is not None else None)

@@ -7,6 +7,7 @@ and field, and all of them are raised together as one
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -123,6 +124,11 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _describe(value: object) -> str:
     if isinstance(value, dict):
         return "a mapping"
@@ -139,8 +145,12 @@ def _message(err: Any) -> str:
     value = err.get("input")
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
-        allowed = ", ".join(model.model_fields) if model else ""
-        return f"unknown key; expected one of: {allowed}" if allowed else "unknown key"
+        if model is None:
+            return "unknown key"
+        return (
+            f"unknown key{_did_you_mean(str(loc[-1]), list(model.model_fields))}; expected one of: "
+            + (", ".join(model.model_fields))
+        )
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
@@ -163,6 +173,15 @@ def _message(err: Any) -> str:
         return f"{value!r} is not valid: use lowercase letters, digits, '-' and '_'"
     if kind == "too_short" and loc == ("points",):
         return "no points: list at least one meeting point"
+    bounds = {
+        "less_than_equal": "at most",
+        "greater_than_equal": "at least",
+        "less_than": "less than",
+        "greater_than": "greater than",
+    }
+    if kind in bounds:
+        limit = next(iter(err.get("ctx", {}).values()), "?")
+        return f"must be {bounds[kind]} {limit}, got {_describe(value)}"
     msg = str(err["msg"])
     return f"{msg[:1].lower()}{msg[1:]}, got {_describe(value)}"
 
@@ -170,7 +189,12 @@ def _message(err: Any) -> str:
 def _spec(source: Source) -> InventorySpec:
     if not isinstance(source.data, dict):
         raise ConfigError(
-            [source.issue((), f"expected a mapping with 'points:' at the top, got {_describe(source.data)}")]
+            [
+                source.issue(
+                    (),
+                    f"expected a mapping with 'points:' at the top, got {_describe(source.data)}",
+                )
+            ]
         )
     try:
         return InventorySpec.model_validate(source.data)
@@ -226,7 +250,9 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
     for name, profile in spec.profiles.items():
         if not profile.probes():
             issues.append(
-                source.issue(("profiles", name), "profile runs no probe: add icmp, tcp, http, sip or media")
+                source.issue(
+                    ("profiles", name), "profile runs no probe: add icmp, tcp, http, sip or media"
+                )
             )
 
     flat: list[_Flat] = []
@@ -255,7 +281,12 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
                 source.issue(ref_loc, f"parent {ref!r} contradicts nesting under {item.parent!r}")
             )
         elif ref not in by_id:
-            issues.append(source.issue(ref_loc, f"parent {ref!r} is not the id of any point"))
+            issues.append(
+                source.issue(
+                    ref_loc,
+                    f"parent {ref!r} is not the id of any point{_did_you_mean(ref, list(by_id))}",
+                )
+            )
         elif ref == item.spec.id:
             issues.append(source.issue(ref_loc, "a point cannot be its own parent"))
         else:
@@ -295,12 +326,15 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
             issues.append(
                 source.issue(
                     (*item.loc, "profile"),
-                    f"unknown profile {item.spec.profile!r} (defined: {defined})",
+                    f"unknown profile {item.spec.profile!r}"
+                    f"{_did_you_mean(item.spec.profile, list(spec.profiles))}; defined: {defined}",
                 )
             )
         elif profile is None:
             issues.append(
-                source.issue(item.loc, f"no profile: set 'profile' on this point (defined: {defined})")
+                source.issue(
+                    item.loc, f"no profile: set 'profile' on this point (defined: {defined})"
+                )
             )
         level = item.spec.level or DEFAULT_LEVELS[min(depth, len(DEFAULT_LEVELS) - 1)]
         points[pid] = Point(
@@ -345,4 +379,3 @@ def parse_inventory(text: bytes | str, file: str = "<config>") -> Inventory:
 def load_inventory(path: str | Path) -> Inventory:
     """Load and validate an inventory file; raise :class:`ConfigError` listing every problem."""
     return from_source(load_yaml(path))
-

@@ -172,7 +172,7 @@ class InventorySpec(_Strict):
 
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    profiles: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], Profile] = (
-        Field(default_factory=dict)
+    profiles: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], Profile] = Field(
+        default_factory=dict
     )
     points: Annotated[list[PointSpec], Field(min_length=1)]

@@ -113,16 +113,17 @@ def parse_yaml(text: bytes | str, file: str) -> Source:
     each reported with its line.
     """
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = text[: exc.start].count(b"\n") + 1
+            line = raw[: exc.start].count(b"\n") + 1
             raise ConfigError(
                 [
                     ConfigIssue(
                         line,
                         "",
-                        f"byte 0x{text[exc.start]:02x} is not valid UTF-8; save the file as UTF-8",
+                        f"byte 0x{raw[exc.start]:02x} is not valid UTF-8; save the file as UTF-8",
                         file,
                     )
                 ]
@@ -139,9 +140,14 @@ def parse_yaml(text: bytes | str, file: str) -> Source:
         walker = _Walker(loader, file)
         data = walker.walk(node, ())
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # the context (e.g. where an unclosed quote opened) is where the fix goes
+        problem = exc.problem or "syntax error"
+        mark = exc.problem_mark
+        if exc.context and exc.context_mark is not None:
+            at = f" (at line {mark.line + 1})" if mark is not None else ""
+            problem = f"{exc.context}: {problem}{at}"
+            mark = exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or exc.context or "syntax error"
         raise ConfigError([ConfigIssue(line, "", f"YAML syntax error: {problem}", file)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue(1, "", f"YAML error: {exc}", file)]) from None

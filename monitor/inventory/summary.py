@@ -50,7 +50,9 @@ def print_summary(inv: Inventory, console: Console) -> None:
     levels = ", ".join(f"{n} {lvl}" for lvl, n in data["levels"].items())
     s = inv.settings
     console.print(f"[bold green]OK[/] {inv.file}: [bold]{s.name}[/]")
-    console.print(f"{data['points']} points: {levels}; {len(data['districts'])} top-level districts")
+    console.print(
+        f"{data['points']} points: {levels}; {len(data['districts'])} top-level districts"
+    )
     console.print(
         f"every {format_duration(s.interval)}, down after {s.fail_after} failed cycles, "
         f"up after {s.recover_after} good ones, unknown after {format_duration(s.stale_after)} "

@@ -44,7 +44,9 @@ def _human(model: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if value is None or (not info.is_required() and value == info.get_default(call_default_factory=True)):
+        if value is None or (
+            not info.is_required() and value == info.get_default(call_default_factory=True)
+        ):
             continue
         funcs = [m.func for m in info.metadata if isinstance(m, BeforeValidator)]
         if parse_duration in funcs:
