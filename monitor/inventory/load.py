@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.inventory.model import (
     InventorySpec,
+    MaintenanceWindow,
     MonitorSettings,
     PointSpec,
     Profile,
@@ -66,6 +67,7 @@ class Inventory:
     profiles: dict[str, Profile]
     points: dict[str, Point]
     roots: tuple[str, ...] = field(default=())
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
     def profile_of(self, point: Point | str) -> Profile:
         """The probe profile of a point."""
@@ -293,6 +295,16 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
             item.parent = ref
             item.parent_loc = ref_loc
 
+    for i, window in enumerate(spec.maintenance):
+        for j, pid in enumerate(window.points):
+            if pid not in by_id:
+                issues.append(
+                    source.issue(
+                        ("maintenance", i, "points", j),
+                        f"{pid!r} is not the id of any point{_did_you_mean(pid, list(by_id))}",
+                    )
+                )
+
     # cycles, reported once per cycle at its first point in file order
     reported: set[str] = set()
     for item in by_id.values():
@@ -363,6 +375,7 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
         profiles=dict(spec.profiles),
         points=points,
         roots=roots,
+        maintenance=tuple(spec.maintenance),
     )
 
 

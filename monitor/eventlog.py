@@ -1,0 +1,196 @@
+"""The event log: every state change, kept durably in SQLite.
+
+SQLite is the embedded engine made for this; its calls block, so they run on
+one dedicated worker thread (a sqlite connection belongs to the thread that
+made it) and the event loop only awaits futures. Writes are batched: events of
+one cycle land in one transaction. WAL mode keeps readers (the API) and the
+writer from blocking each other.
+
+The log also remembers each point's last state, so a restarted monitor resumes
+from it without announcing the states again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from monitor.errors import ConfmonError
+from monitor.health import Event, State
+
+__all__ = ["EventLog"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    point TEXT NOT NULL,
+    district TEXT NOT NULL,
+    previous TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    metrics TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE INDEX IF NOT EXISTS events_point ON events (point, id);
+CREATE TABLE IF NOT EXISTS last_state (
+    point TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+
+class EventLog:
+    """An SQLite event log on its own thread. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, path: str | Path, districts: dict[str, str], retention: float) -> None:
+        self.path = str(path)
+        self.retention = retention
+        self._districts = districts
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="confmon-eventlog")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, districts: dict[str, str], retention: float = 30 * 86400.0
+    ) -> EventLog:
+        """Open (creating if needed) the log at ``path``; ``districts`` maps point -> district."""
+        log = cls(path, districts, retention)
+        try:
+            await log._call(log._connect)
+        except sqlite3.Error as exc:
+            log._pool.shutdown(wait=False)
+            raise ConfmonError(f"cannot open event log {path}: {exc}") from None
+        return log
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await asyncio.wait_for(loop.run_in_executor(self._pool, fn, *args), timeout=30.0)
+
+    def _connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=10.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "EventLog used before open()"
+        return self._db
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def write(self, events: Sequence[Event]) -> None:
+        """Store events durably (one transaction) and update each point's last state."""
+        if events:
+            await self._call(self._write, list(events))
+
+    def _write(self, events: list[Event]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO events (at, point, district, previous, state, reason, metrics)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.at,
+                        e.point,
+                        self._districts.get(e.point, ""),
+                        e.previous.value,
+                        e.state.value,
+                        e.reason,
+                        json.dumps(e.metrics),
+                    )
+                    for e in events
+                ],
+            )
+            self.db.executemany(
+                "INSERT INTO last_state (point, state, since, reason) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(point) DO UPDATE SET state=excluded.state, since=excluded.since,"
+                " reason=excluded.reason",
+                [(e.point, e.state.value, e.at, e.reason) for e in events],
+            )
+
+    async def prune(self, now: float) -> int:
+        """Delete events older than the retention; returns how many."""
+        return await self._call(self._prune, now - self.retention)
+
+    def _prune(self, before: float) -> int:
+        with self.db:
+            return self.db.execute("DELETE FROM events WHERE at < ?", (before,)).rowcount
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def last_states(self) -> dict[str, tuple[State, float, str]]:
+        """Each point's last recorded state: point -> (state, since, reason)."""
+        rows = await self._call(
+            lambda: self.db.execute("SELECT point, state, since, reason FROM last_state").fetchall()
+        )
+        return {p: (State(s), since, reason) for p, s, since, reason in rows}
+
+    async def query(
+        self,
+        *,
+        point: str | None = None,
+        district: str | None = None,
+        state: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Events newest first, filtered; page with ``before_id`` (the last id of a page)."""
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in (("point", point), ("district", district), ("state", state)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("at < ?")
+            args.append(until)
+        if before_id is not None:
+            where.append("id < ?")
+            args.append(before_id)
+        sql = "SELECT id, at, point, district, previous, state, reason, metrics FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        rows = await self._call(lambda: self.db.execute(sql, args).fetchall())
+        return [
+            {
+                "id": i,
+                "at": at,
+                "point": p,
+                "district": d,
+                "from": prev,
+                "to": s,
+                "reason": reason,
+                "metrics": json.loads(metrics),
+            }
+            for i, at, p, d, prev, s, reason, metrics in rows
+        ]
+
+    async def close(self) -> None:
+        """Close the database and its thread."""
+        if self._db is not None:
+            try:
+                await self._call(self._db.close)
+            finally:
+                self._db = None
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,325 @@
+"""The health model: probe results in, point states and state-change events out.
+
+Pure and synchronous (no I/O, no clock of its own: callers pass ``now`` in
+Unix seconds), so it is fast and can be tested exhaustively.
+
+States (contract): ``up``, ``degraded``, ``down``, ``unreachable``, ``unknown``,
+``maintenance``. The rules, in order:
+
+1. **Maintenance** windows (from the inventory) show as ``maintenance``; the point
+   is still measured, and its own state is tracked underneath.
+2. **Staleness**: no fresh cycle for ``stale_after`` -> ``unknown`` (never
+   ``down``; losing an agent or the broker must not raise 450 alarms). The
+   failure/success counters restart, so ``unknown`` becomes ``down`` only after
+   ``fail_after`` fresh failed cycles.
+3. **Reachability with hysteresis**: a cycle is good when any of the profile's
+   reachability probes succeeded (:meth:`Profile.reachability`). ``down`` after
+   ``fail_after`` failed cycles in a row; back ``up`` after ``recover_after`` good
+   ones. From ``unknown``, one good cycle is enough to show ``up``.
+4. **Topology**: a point that would be ``down`` while an ancestor (its uplink) is
+   down or failed its last cycle is ``unreachable``: one root cause, not fifteen.
+   It stays ``unreachable`` (not ``down``) while it recovers together with its
+   parent, so a district coming back does not flash its communes ``down``.
+5. **Degraded**: a reachable point whose quality crosses a threshold (rtt,
+   jitter, loss, MOS) or one of whose probes fails while another keeps it
+   reachable (pings but SIP is dead: the call will not work, so it is not ``up``). To stop
+   flapping at a threshold, it leaves ``degraded`` only when every metric is back
+   inside the threshold by a margin (:data:`CLEAR_MARGIN`).
+
+Every change of the visible state is an :class:`Event`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from monitor.inventory import Inventory, Point
+from monitor.probes.base import ProbeResult
+
+__all__ = ["CLEAR_MARGIN", "STATES", "Event", "HealthModel", "PointHealth", "State"]
+
+#: a degraded point clears only when each metric is this fraction inside its threshold
+CLEAR_MARGIN = 0.2
+
+
+class State(StrEnum):
+    """The state of a meeting point (contract)."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    UNREACHABLE = "unreachable"
+    UNKNOWN = "unknown"
+    MAINTENANCE = "maintenance"
+
+
+STATES: tuple[State, ...] = tuple(State)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change of a point's visible state."""
+
+    point: str
+    previous: State
+    state: State
+    reason: str
+    at: float
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PointHealth:
+    """Everything the model knows about one point."""
+
+    point: Point
+    reach: tuple[str, ...]
+    state: State = State.UNKNOWN
+    own: State = State.UNKNOWN  # up/degraded/down/unknown, ignoring topology and maintenance
+    since: float = 0.0
+    reason: str = "no result yet"
+    fails: int = 0
+    goods: int = 0
+    last_seen: float | None = None
+    last_ok: bool | None = None
+    quality_bad: bool = False
+    quality_reason: str = ""
+    in_maintenance: bool = False
+    latest: dict[str, ProbeResult] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float | None]:
+        """Worst current rtt/jitter/loss and MOS over the latest probe results."""
+        return _worst(self.latest.values())
+
+
+def _worst(results: Iterable[ProbeResult]) -> dict[str, float | None]:
+    """Highest rtt, jitter and loss and lowest MOS among ``results`` (None if none has it)."""
+    rtt = jitter = loss = mos = None
+    for r in results:
+        if r.rtt is not None and (rtt is None or r.rtt > rtt):
+            rtt = r.rtt
+        if r.jitter is not None and (jitter is None or r.jitter > jitter):
+            jitter = r.jitter
+        if r.loss is not None and (loss is None or r.loss > loss):
+            loss = r.loss
+        if r.mos is not None and (mos is None or r.mos < mos):
+            mos = r.mos
+    return {"rtt": rtt, "jitter": jitter, "loss": loss, "mos": mos}
+
+
+class HealthModel:
+    """Turns cycles of probe results into states; see the module docstring for the rules."""
+
+    def __init__(self, inv: Inventory, *, now: float = 0.0) -> None:
+        self.inv = inv
+        self.points: dict[str, PointHealth] = {}
+        self.counts: Counter[State] = Counter()
+        self.district_counts: dict[str, Counter[State]] = {}
+        self._tz = zoneinfo.ZoneInfo(inv.settings.timezone)
+        for p in inv.points.values():
+            h = PointHealth(p, inv.profile_of(p).reachability(), since=now, last_seen=now)
+            self.points[p.id] = h
+            self.counts[h.state] += 1
+            self.district_counts.setdefault(p.district, Counter())[h.state] += 1
+
+    # --- inputs ---------------------------------------------------------------------------
+
+    def ingest(self, point_id: str, results: Sequence[ProbeResult], now: float) -> list[Event]:
+        """One cycle of a point's results (any subset of its probes). Returns the events."""
+        h = self.points.get(point_id)
+        if h is None:
+            return []
+        latest = h.latest
+        for r in results:
+            latest[r.probe] = r
+        cycle = [r for r in results if r.probe in h.reach]
+        if cycle:
+            h.last_seen = now
+            ok = any(r.ok for r in cycle)
+            h.last_ok = ok
+            s = self.inv.settings
+            if ok:
+                h.goods += 1
+                h.fails = 0
+                if h.own is State.UNKNOWN or (h.own is State.DOWN and h.goods >= s.recover_after):
+                    h.own = State.UP
+            else:
+                h.fails += 1
+                h.goods = 0
+                if h.fails >= s.fail_after:
+                    h.own = State.DOWN
+                    h.reason = self._down_reason(cycle, h.fails)
+        self._judge_quality(h, now)
+        events: list[Event] = []
+        self._update(h, now, events)
+        if h.point.children and cycle:
+            self._update_descendants(h.point, now, events)
+        return events
+
+    def tick(self, now: float) -> list[Event]:
+        """Apply staleness and maintenance windows as of ``now``. Call about once a second."""
+        events: list[Event] = []
+        stale_before = now - self.inv.settings.stale_after
+        active = self._maintenance_points(now)
+        for h in self.points.values():
+            changed = False
+            if h.own is not State.UNKNOWN and (h.last_seen is None or h.last_seen < stale_before):
+                h.own = State.UNKNOWN
+                h.fails = h.goods = 0
+                h.last_ok = None
+                h.reason = f"no fresh result for {self.inv.settings.stale_after:g}s"
+                changed = True
+            in_maint = h.point.id in active
+            if in_maint != h.in_maintenance:
+                h.in_maintenance = in_maint
+                changed = True
+            if changed:
+                self._update(h, now, events)
+                if h.point.children:
+                    self._update_descendants(h.point, now, events)
+        return events
+
+    def restore(self, states: dict[str, tuple[State, float, str]], now: float) -> None:
+        """Resume from saved states (point -> (state, since, reason)) without emitting events.
+
+        A restored point counts as seen ``now``, so it turns ``unknown`` only if no
+        fresh result arrives within ``stale_after``.
+        """
+        s = self.inv.settings
+        for pid, (state, since, reason) in states.items():
+            h = self.points.get(pid)
+            if h is None or state is State.MAINTENANCE:
+                continue
+            if state in (State.DOWN, State.UNREACHABLE):
+                h.own, h.fails = State.DOWN, s.fail_after
+            elif state in (State.UP, State.DEGRADED):
+                h.own, h.goods = State.UP, s.recover_after
+                h.quality_bad = state is State.DEGRADED
+            else:
+                h.own = State.UNKNOWN
+            self._set(h, state, since, reason)
+            h.last_seen = now
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def readiness(self) -> float:
+        """(up + degraded) / every point not in maintenance; 1.0 when nothing is counted."""
+        total = len(self.points) - self.counts[State.MAINTENANCE]
+        if total <= 0:
+            return 1.0
+        return (self.counts[State.UP] + self.counts[State.DEGRADED]) / total
+
+    def summary(self) -> dict[str, Any]:
+        """City-wide counts per state and readiness."""
+        return {
+            "points": len(self.points),
+            "states": {s.value: self.counts[s] for s in STATES},
+            "readiness": self.readiness(),
+            "readiness_target": self.inv.settings.readiness_target,
+        }
+
+    # --- rules ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _down_reason(cycle: Iterable[ProbeResult], fails: int) -> str:
+        errors = "; ".join(f"{r.probe}: {r.error or 'failed'}" for r in cycle)
+        return f"{fails} failed cycles ({errors})"
+
+    def _judge_quality(self, h: PointHealth, now: float) -> None:
+        t = self.inv.thresholds
+        fresh_after = now - self.inv.settings.stale_after
+        failing: list[str] = []
+        good: list[ProbeResult] = []
+        for r in h.latest.values():
+            if r.at < fresh_after:
+                continue
+            if r.ok:
+                good.append(r)
+            else:
+                failing.append(f"{r.probe} failing: {r.error or 'failed'}")
+        m = _worst(good)
+        # entering uses the threshold; leaving needs a margin inside it (no flapping)
+        keep = 1.0 - CLEAR_MARGIN if h.quality_bad else 1.0
+        crossed = list(failing)
+        rtt, jitter, loss, mos = m["rtt"], m["jitter"], m["loss"], m["mos"]
+        if rtt is not None and rtt > t.rtt * keep:
+            crossed.append(f"rtt {rtt * 1000:.0f} ms > {t.rtt * 1000:.0f} ms")
+        if jitter is not None and jitter > t.jitter * keep:
+            crossed.append(f"jitter {jitter * 1000:.0f} ms > {t.jitter * 1000:.0f} ms")
+        if loss is not None and loss > t.loss * keep:
+            crossed.append(f"loss {loss:.1%} > {t.loss:.1%}")
+        mos_floor = t.mos + (CLEAR_MARGIN / 2 if h.quality_bad else 0.0)
+        if mos is not None and mos < mos_floor:
+            crossed.append(f"MOS {mos:.2f} < {t.mos:.2f}")
+        h.quality_bad = bool(crossed)
+        h.quality_reason = ", ".join(crossed)
+
+    def _blocked(self, point: Point) -> str | None:
+        """The id of an ancestor that is down or failed its last cycle, if any."""
+        parent = point.parent
+        while parent is not None:
+            ph = self.points[parent]
+            if ph.own is State.DOWN or ph.last_ok is False or ph.state is State.UNREACHABLE:
+                return parent
+            parent = ph.point.parent
+        return None
+
+    def _visible(self, h: PointHealth) -> tuple[State, str]:
+        if h.in_maintenance:
+            return State.MAINTENANCE, "maintenance window"
+        own = h.own
+        if own is State.UNKNOWN:
+            return State.UNKNOWN, h.reason if h.last_ok is None else "waiting for enough cycles"
+        if own is State.DOWN:
+            blocker = self._blocked(h.point)
+            if blocker is not None:
+                return State.UNREACHABLE, f"uplink {blocker} is down"
+            if h.state is State.UNREACHABLE and h.last_ok:
+                return State.UNREACHABLE, "recovering behind its uplink"
+            return State.DOWN, h.reason
+        if h.quality_bad:
+            return State.DEGRADED, h.quality_reason
+        return State.UP, "all probes within thresholds"
+
+    def _update(self, h: PointHealth, now: float, events: list[Event]) -> None:
+        state, reason = self._visible(h)
+        if state is h.state:
+            h.reason = reason if state is not State.DOWN else h.reason
+            return
+        previous = h.state
+        self._set(h, state, now, reason)
+        events.append(Event(h.point.id, previous, state, reason, now, h.metrics()))
+
+    def _set(self, h: PointHealth, state: State, since: float, reason: str) -> None:
+        district = self.district_counts[h.point.district]
+        self.counts[h.state] -= 1
+        district[h.state] -= 1
+        h.state, h.since, h.reason = state, since, reason
+        self.counts[state] += 1
+        district[state] += 1
+
+    def _update_descendants(self, point: Point, now: float, events: list[Event]) -> None:
+        for child in point.children:
+            ch = self.points[child]
+            self._update(ch, now, events)
+            if self.inv.points[child].children:
+                self._update_descendants(self.inv.points[child], now, events)
+
+    def _maintenance_points(self, now: float) -> set[str]:
+        windows = self.inv.maintenance
+        if not windows:
+            return set()
+        local = datetime.datetime.fromtimestamp(now, self._tz).replace(tzinfo=None)
+        covered: set[str] = set()
+        for w in windows:
+            if w.active(local):
+                for pid in w.points:
+                    covered.add(pid)
+                    covered.update(p.id for p in self.inv.descendants(pid))
+        return covered

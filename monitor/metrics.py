@@ -1,0 +1,198 @@
+"""Prometheus exposition: the contract's metric names and labels, rendered at scrape time.
+
+Nothing is recorded per result: a scrape reads the health model's current state
+(the collector pattern). The per-point families are written by a specialised
+text writer rather than by prometheus_client's generic one, because that one
+costs about 6 µs a sample: 10,000 points × ~19 series took 1.15 s on this
+machine, against a budget of 100 ms. The writer precomputes every label set once
+per inventory, and even whole ``confmon_point_state`` blocks for each of the six
+states, so a scrape is mostly string joins. Process-wide counters and the
+cycle-duration histogram are ordinary prometheus_client objects in
+:class:`Telemetry`, appended to the same response. The output is checked with
+prometheus_client's parser and ``promtool check metrics`` in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitor.health import STATES, HealthModel, State
+
+__all__ = ["CONTENT_TYPE", "PointMetricsWriter", "Telemetry"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: which of rtt/jitter/loss each probe measures (a stable set of series per point)
+MEASURES: dict[str, tuple[str, ...]] = {
+    "icmp": ("rtt", "jitter", "loss"),
+    "media": ("rtt", "jitter", "loss"),
+    "tcp": ("rtt",),
+    "http": ("rtt",),
+    "sip": ("rtt",),
+}
+_FAMILIES = {
+    "rtt": ("confmon_probe_rtt_seconds", "Mean round-trip time of the last probe cycle."),
+    "jitter": (
+        "confmon_probe_jitter_seconds",
+        "RFC 3550 interarrival jitter (media) or mean RTT delta (icmp) of the last cycle.",
+    ),
+    "loss": ("confmon_probe_loss_ratio", "Packet loss of the last probe cycle, 0..1."),
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(value: float | None) -> str:
+    if value is None or value != value:  # None or NaN
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _header(name: str, help_text: str, kind: str = "gauge") -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+
+
+class PointMetricsWriter:
+    """Renders the per-point and roll-up families from a :class:`HealthModel`."""
+
+    def __init__(self, model: HealthModel) -> None:
+        self.model = model
+        inv = model.inv
+        self._ids = list(inv.points)
+        info, self._l3, self._l2, self._state_blocks = [], {}, {}, {}
+        # (point, probe, line prefix) for each probe series, grouped by family
+        self._success: list[tuple[str, str, str]] = []
+        self._measures: dict[str, list[tuple[str, str, str]]] = {k: [] for k in _FAMILIES}
+        for p in inv.points.values():
+            pid, dist, level = _escape(p.id), _escape(p.district), _escape(p.level)
+            l3 = f'point="{pid}",district="{dist}",level="{level}"'
+            self._l3[p.id] = l3
+            self._l2[p.id] = f'point="{pid}",district="{dist}"'
+            info.append(
+                f'confmon_point_info{{{l3},name="{_escape(p.name)}",host="{_escape(p.host)}"}} 1\n'
+            )
+            lines = {s: f'confmon_point_state{{{l3},state="{s.value}"}} ' for s in STATES}
+            self._state_blocks[p.id] = {
+                cur: "".join(f"{lines[s]}{1 if s is cur else 0}\n" for s in STATES) for cur in STATES
+            }
+            for name in inv.profile_of(p).probes():
+                labels = f'{self._l2[p.id]},probe="{name}"'
+                self._success.append((p.id, name, f"confmon_probe_success{{{labels}}} "))
+                for key in MEASURES[name]:
+                    self._measures[key].append((p.id, name, f"{_FAMILIES[key][0]}{{{labels}}} "))
+        self._info = _header("confmon_point_info", "Names and hosts of the points (value 1).") + "".join(info)
+        self._mos = [
+            (pid, f"confmon_point_mos{{{self._l2[pid]}}} ")
+            for pid in self._ids
+            if inv.profile_of(pid).media is not None
+        ]
+
+    def render(self) -> str:
+        """The families as Prometheus text format 0.0.4."""
+        model = self.model
+        points = model.points
+        out = [self._info]
+        out.append(_header("confmon_point_up", "1 when the point is up or degraded, else 0."))
+        up = (State.UP, State.DEGRADED)
+        out.extend(
+            f"confmon_point_up{{{self._l3[pid]}}} {1 if points[pid].state in up else 0}\n"
+            for pid in self._ids
+        )
+        out.append(_header("confmon_point_state", "Current state of the point (stateset: 1 for the current state)."))
+        out.extend(self._state_blocks[pid][points[pid].state] for pid in self._ids)
+
+        out.append(_header("confmon_probe_success", "1 when the probe's last cycle succeeded, else 0."))
+        for pid, name, prefix in self._success:
+            r = points[pid].latest.get(name)
+            out.append(f"{prefix}{1 if r is not None and r.ok else 0}\n")
+        for key, (family, help_text) in _FAMILIES.items():
+            out.append(_header(family, help_text))
+            for pid, name, prefix in self._measures[key]:
+                r = points[pid].latest.get(name)
+                out.append(f"{prefix}{_num(getattr(r, key) if r is not None else None)}\n")
+        out.append(_header("confmon_point_mos", "E-model MOS estimate of the media path (1..4.5)."))
+        for pid, prefix in self._mos:
+            r = points[pid].latest.get("media")
+            out.append(f"{prefix}{_num(r.mos if r is not None else None)}\n")
+
+        out.append(_header("confmon_points", "Number of points per state."))
+        out.extend(f'confmon_points{{state="{s.value}"}} {model.counts[s]}\n' for s in STATES)
+        out.append(_header("confmon_district_points", "Number of points per state in each district."))
+        for district, counts in model.district_counts.items():
+            d = _escape(district)
+            out.extend(
+                f'confmon_district_points{{district="{d}",state="{s.value}"}} {counts[s]}\n' for s in STATES
+            )
+        out.append(_header("confmon_readiness_ratio", "(up + degraded) / points not in maintenance."))
+        out.append(f"confmon_readiness_ratio {_num(model.readiness())}\n")
+        return "".join(out)
+
+
+class _AgentCollector(Collector):
+    """Agent liveness read at scrape time from a provider: agent -> (up, last_seen)."""
+
+    def __init__(self, agents: Callable[[], dict[str, tuple[bool, float]]]) -> None:
+        self._agents = agents
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        up = GaugeMetricFamily("confmon_agent_up", "1 when the agent is online.", labels=["agent"])
+        seen = GaugeMetricFamily(
+            "confmon_agent_last_seen_timestamp_seconds",
+            "Unix time of the agent's last message.",
+            labels=["agent"],
+        )
+        for agent, (online, last_seen) in sorted(self._agents().items()):
+            up.add_metric([agent], 1.0 if online else 0.0)
+            seen.add_metric([agent], last_seen)
+        return [up, seen]
+
+
+class Telemetry:
+    """The process-wide counters and histograms (ordinary prometheus_client metrics)."""
+
+    def __init__(self, agents: Callable[[], dict[str, tuple[bool, float]]] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.probes = Counter("confmon_probes", "Probes run, by probe and result.", ["probe", "result"], registry=r)
+        self.cycle_duration = Histogram(
+            "confmon_cycle_duration_seconds",
+            "How long a point's probe cycle took.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+            registry=r,
+        )
+        self.rejected = Counter(
+            "confmon_results_rejected", "Results dropped as bad or unauthorised, by reason.", ["reason"], registry=r
+        )
+        self.notifications = Counter(
+            "confmon_notifications", "Webhook deliveries, by receiver and result.", ["receiver", "result"], registry=r
+        )
+        self.overruns = Counter(
+            "confmon_scheduler_overruns", "Cycles skipped because the previous one was still running.", registry=r
+        )
+        self.reload_ok = Gauge(
+            "confmon_config_last_reload_successful", "1 when the last config (re)load succeeded.", registry=r
+        )
+        self.reload_time = Gauge(
+            "confmon_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+            registry=r,
+        )
+        self.events = Counter("confmon_state_changes", "State changes, by new state.", ["state"], registry=r)
+        if agents is not None:
+            r.register(_AgentCollector(agents))
+        for probe in MEASURES:
+            for result in ("success", "failure"):
+                self.probes.labels(probe, result)
+
+    def render(self) -> str:
+        """These metrics as text format."""
+        return generate_latest(self.registry).decode("utf-8")

@@ -1,0 +1,259 @@
+"""The health model: hysteresis, topology, staleness, degradation, maintenance, roll-ups."""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.health import HealthModel, State
+from monitor.inventory import Inventory, parse_inventory
+from monitor.probes.base import ProbeResult
+
+CONFIG = """
+monitor: {interval: 5s, fail_after: 2, recover_after: 2, stale_after: 20s}
+thresholds: {rtt: 150ms, jitter: 30ms, loss: 2%, mos: 3.6}
+profiles:
+  room: {icmp: {}, http: {}, media: {}}
+maintenance:
+  - {points: [m], start: "2026-11-26 08:00", end: "2026-11-26 10:00", reason: "router swap"}
+points:
+  - id: d
+    name: "Huyện Ba Vì"
+    host: 10.0.0.1
+    profile: room
+    points:
+      - {id: d.a, name: "Xã Tản Lĩnh", host: 10.0.1.1}
+      - {id: d.b, name: "Xã Ba Trại", host: 10.0.1.2}
+      - {id: d.c, name: "Xã Ba Vì", host: 10.0.1.3}
+  - {id: m, name: "Quận Ba Đình", host: 10.0.0.2, profile: room}
+"""
+
+T0 = 1_800_000_000.0
+
+
+def inventory(text: str = CONFIG) -> Inventory:
+    return parse_inventory(text)
+
+
+def r(probe: str, ok: bool, at: float, **kw: float | None) -> ProbeResult:
+    return ProbeResult(probe=probe, target="x", ok=ok, at=at, duration=0.01, error=None if ok else "no reply", **kw)  # type: ignore[arg-type]
+
+
+def cycle(model: HealthModel, pid: str, ok: bool, at: float, **kw: float | None) -> list[tuple[str, State, State]]:
+    events = model.ingest(pid, [r("icmp", ok, at, **kw)], at)
+    return [(e.point, e.previous, e.state) for e in events]
+
+
+def test_unknown_until_first_result_then_up() -> None:
+    """Points start unknown; one good cycle shows them up."""
+    m = HealthModel(inventory(), now=T0)
+    assert m.points["d"].state is State.UNKNOWN
+    assert cycle(m, "d", True, T0 + 1) == [("d", State.UNKNOWN, State.UP)]
+
+
+def test_down_only_after_fail_after_failures_and_up_after_recover_after() -> None:
+    """fail_after=2 failed cycles make DOWN; recover_after=2 good ones make UP again."""
+    m = HealthModel(inventory(), now=T0)
+    cycle(m, "m", True, T0)
+    assert cycle(m, "m", False, T0 + 5) == []
+    assert cycle(m, "m", False, T0 + 10) == [("m", State.UP, State.DOWN)]
+    assert "2 failed cycles (icmp: no reply)" in m.points["m"].reason
+    assert cycle(m, "m", True, T0 + 15) == []
+    assert cycle(m, "m", True, T0 + 20) == [("m", State.DOWN, State.UP)]
+
+
+def test_single_failures_between_successes_never_go_down() -> None:
+    """Alternating fail/ok never reaches fail_after in a row."""
+    m = HealthModel(inventory(), now=T0)
+    for i in range(20):
+        assert cycle(m, "m", i % 2 == 0, T0 + 5 * i) in ([], [("m", State.UNKNOWN, State.UP)])
+    assert m.points["m"].state is State.UP
+
+
+def test_parent_down_makes_children_unreachable_not_down() -> None:
+    """When the district HQ fails, its communes are unreachable: one root cause."""
+    m = HealthModel(inventory(), now=T0)
+    for pid in ("d", "d.a", "d.b", "d.c"):
+        cycle(m, pid, True, T0)
+    events = []
+    for step in (1, 2, 3):
+        at = T0 + 5 * step
+        # children happen to be probed before the parent in each cycle
+        for pid in ("d.a", "d.b", "d.c", "d"):
+            events += cycle(m, pid, False, at)
+    states = {pid: m.points[pid].state for pid in ("d", "d.a", "d.b", "d.c")}
+    assert states == {"d": State.DOWN, "d.a": State.UNREACHABLE, "d.b": State.UNREACHABLE, "d.c": State.UNREACHABLE}
+    assert not any(to is State.DOWN and pid != "d" for pid, _, to in events)
+    assert m.points["d.a"].reason == "uplink d is down"
+    # the parent recovers, and so do the children, in any order: never a flash of DOWN
+    for step in (4, 5, 6):
+        at = T0 + 5 * step
+        for pid in ("d", "d.a", "d.b", "d.c"):
+            events += cycle(m, pid, True, at)
+    assert all(m.points[pid].state is State.UP for pid in ("d", "d.a", "d.b", "d.c"))
+    assert not any(to is State.DOWN and pid != "d" for pid, _, to in events)
+
+
+def test_child_down_alone_while_parent_up() -> None:
+    """A commune failing on its own, behind a healthy HQ, is down."""
+    m = HealthModel(inventory(), now=T0)
+    for step in range(3):
+        cycle(m, "d", True, T0 + 5 * step)
+        cycle(m, "d.b", step == 0, T0 + 5 * step)
+    assert m.points["d.b"].state is State.DOWN
+
+
+def test_children_reevaluated_when_parent_recovers_but_child_still_fails() -> None:
+    """A commune still failing after its HQ recovered becomes down (its own cause)."""
+    m = HealthModel(inventory(), now=T0)
+    for step in range(3):
+        cycle(m, "d.c", False, T0 + 5 * step)
+        cycle(m, "d", False, T0 + 5 * step)
+    assert m.points["d.c"].state is State.UNREACHABLE
+    for step in range(3, 6):
+        cycle(m, "d", True, T0 + 5 * step)
+        cycle(m, "d.c", False, T0 + 5 * step)
+    assert m.points["d"].state is State.UP
+    assert m.points["d.c"].state is State.DOWN
+
+
+def test_stale_points_become_unknown_never_down() -> None:
+    """No fresh results for stale_after -> unknown, and the counters restart."""
+    m = HealthModel(inventory(), now=T0)
+    cycle(m, "m", True, T0)
+    cycle(m, "m", False, T0 + 5)
+    assert m.tick(T0 + 10) == []
+    events = m.tick(T0 + 5 + 20.5)
+    assert [(e.point, e.state) for e in events if e.point == "m"] == [("m", State.UNKNOWN)]
+    # one fresh failure is not enough to call it down
+    assert cycle(m, "m", False, T0 + 30) == []
+    assert m.points["m"].state is State.UNKNOWN
+    assert cycle(m, "m", False, T0 + 35) == [("m", State.UNKNOWN, State.DOWN)]
+
+
+def test_degraded_by_thresholds_with_hysteresis() -> None:
+    """Crossing a threshold degrades; hovering just under it does not clear; well under does."""
+    m = HealthModel(inventory(), now=T0)
+    cycle(m, "m", True, T0, rtt=0.010)
+    assert cycle(m, "m", True, T0 + 5, rtt=0.160) == [("m", State.UP, State.DEGRADED)]
+    assert "rtt 160 ms > 150 ms" in m.points["m"].reason
+    for i, rtt in enumerate((0.149, 0.151, 0.140, 0.148)):  # hovering at the threshold
+        assert cycle(m, "m", True, T0 + 10 + 5 * i, rtt=rtt) == []
+    assert cycle(m, "m", True, T0 + 40, rtt=0.100) == [("m", State.DEGRADED, State.UP)]
+
+
+def test_media_mos_and_loss_degrade() -> None:
+    """A media result with low MOS or high loss degrades a reachable point."""
+    m = HealthModel(inventory(), now=T0)
+    cycle(m, "m", True, T0)
+    events = m.ingest("m", [r("media", True, T0 + 1, mos=3.1, loss=0.05, jitter=0.045)], T0 + 1)
+    assert [(e.previous, e.state) for e in events] == [(State.UP, State.DEGRADED)]
+    reason = m.points["m"].reason
+    assert "jitter 45 ms > 30 ms" in reason and "loss 5.0% > 2.0%" in reason and "MOS 3.10 < 3.60" in reason
+    assert events[0].metrics["mos"] == 3.1
+
+
+def test_failing_non_reachability_probe_degrades_not_downs() -> None:
+    """http failing alone makes the point degraded; icmp keeps it reachable."""
+    m = HealthModel(inventory(), now=T0)
+    for step in range(4):
+        at = T0 + 5 * step
+        m.ingest("m", [r("icmp", True, at), r("http", False, at)], at)
+    assert m.points["m"].state is State.DEGRADED
+    assert "http failing: no reply" in m.points["m"].reason
+
+
+def test_maintenance_window_in_local_time_zone() -> None:
+    """A window 08:00-10:00 Asia/Ho_Chi_Minh shows the point in maintenance, then releases it."""
+    m = HealthModel(inventory(), now=T0)
+    tz = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
+    inside = datetime.datetime(2026, 11, 26, 9, 0, tzinfo=tz).timestamp()
+    cycle(m, "m", True, inside - 1)
+    assert [(e.point, e.state) for e in m.tick(inside)] == [("m", State.MAINTENANCE)]
+    # measurement continues underneath
+    cycle(m, "m", False, inside + 5)
+    cycle(m, "m", False, inside + 10)
+    assert m.points["m"].state is State.MAINTENANCE and m.points["m"].own is State.DOWN
+    after = datetime.datetime(2026, 11, 26, 10, 0, tzinfo=tz).timestamp()
+    cycle(m, "m", False, after - 1)
+    assert [(e.point, e.state) for e in m.tick(after)] == [("m", State.DOWN)]
+    assert m.readiness() < 1.0
+
+
+def test_rollups_count_states_per_district_and_readiness() -> None:
+    """Counts per state, per district, and readiness = (up+degraded)/(all - maintenance)."""
+    m = HealthModel(inventory(), now=T0)
+    for pid in ("d", "d.a", "d.b"):
+        cycle(m, pid, True, T0)
+    cycle(m, "d.c", True, T0, rtt=0.5)
+    assert m.counts[State.UP] == 3 and m.counts[State.DEGRADED] == 1 and m.counts[State.UNKNOWN] == 1
+    assert m.district_counts["d"][State.UP] == 3 and m.district_counts["m"][State.UNKNOWN] == 1
+    assert m.readiness() == 4 / 5
+    assert m.summary()["states"]["degraded"] == 1
+
+
+def test_restore_resumes_without_events() -> None:
+    """Restored states are shown at once and emit no events; staleness still applies."""
+    m = HealthModel(inventory(), now=T0)
+    m.restore({"m": (State.DOWN, T0 - 100, "2 failed cycles"), "d": (State.UP, T0 - 50, "ok")}, T0)
+    assert m.points["m"].state is State.DOWN and m.points["m"].since == T0 - 100
+    assert m.counts[State.DOWN] == 1
+    assert cycle(m, "m", False, T0 + 5) == []
+    assert cycle(m, "m", True, T0 + 10) == []
+    assert cycle(m, "m", True, T0 + 15) == [("m", State.DOWN, State.UP)]
+
+
+# --- properties over random result sequences ------------------------------------------------
+
+POINTS = ("d", "d.a", "d.b", "d.c", "m")
+steps = st.lists(
+    st.tuples(st.sampled_from(POINTS), st.booleans(), st.sampled_from([0.0, 5.0, 5.0, 5.0, 30.0])),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps)
+def test_invariants_over_random_sequences(seq: list[tuple[str, bool, float]]) -> None:
+    """Hysteresis, topology and staleness invariants hold for any sequence of results."""
+    m = HealthModel(inventory(), now=T0)
+    now = T0
+    # an independent reference of each point's own reachability hysteresis
+    fails = dict.fromkeys(POINTS, 0)
+    goods = dict.fromkeys(POINTS, 0)
+    own_down = dict.fromkeys(POINTS, False)
+    for pid, ok, advance in seq:
+        now += advance
+        for e in m.tick(now):
+            if e.state is State.UNKNOWN:
+                fails[e.point] = goods[e.point] = 0
+                own_down[e.point] = False
+        fails[pid] = 0 if ok else fails[pid] + 1
+        goods[pid] = goods[pid] + 1 if ok else 0
+        if fails[pid] >= 2:
+            own_down[pid] = True
+        if goods[pid] >= 2:
+            own_down[pid] = False
+        for point, previous, state in cycle(m, pid, ok, now):
+            if state is State.DOWN:
+                # never down without fail_after fresh failures in a row since it was last up
+                assert own_down[point]
+                # a child of a down parent is never down
+                parent = m.inv.points[point].parent
+                assert parent is None or m.points[parent].own is not State.DOWN
+            if state is State.UP:
+                assert not own_down[point] or previous is State.UNKNOWN
+        for p in POINTS:
+            h = m.points[p]
+            parent = h.point.parent
+            if parent is not None and m.points[parent].state is State.DOWN:
+                assert h.state is not State.DOWN
+            # unknown never turns into down without fresh failures
+            if h.state is State.DOWN:
+                assert own_down[p]
+        assert sum(m.counts.values()) == len(POINTS)
+        assert all(v >= 0 for v in m.counts.values())
+        assert 0.0 <= m.readiness() <= 1.0
