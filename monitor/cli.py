@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,16 @@ def _check_config(args: argparse.Namespace) -> int:
     else:
         print_summary(inv, Console())
     return 0
+
+
+def _add_logging_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="log verbosity",
+    )
 
 
 def _write_output(text: str, output: str | None, force: bool) -> None:
@@ -75,6 +86,25 @@ def _inventory_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.inventory import load_inventory
+    from monitor.logs import setup_logging
+    from monitor.runner import RunOptions, parse_listen, run_monitor
+
+    inv = load_inventory(args.config)
+    opts = RunOptions(
+        config=Path(args.config),
+        listen=parse_listen(args.listen),
+        state_db=Path(args.state_db) if args.state_db else None,
+        token=args.api_token or os.environ.get("CONFMON_API_TOKEN") or None,
+        icmp=not args.no_icmp,
+    )
+    setup_logging(args.log_format, args.log_level)
+    return asyncio.run(run_monitor(inv, opts))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     parser = _Parser(
@@ -99,6 +129,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="inventory YAML, e.g. configs/hanoi.yaml")
     p.add_argument("--json", action="store_true", help="print the summary as JSON for scripts")
     p.set_defaults(handler=_check_config)
+
+    p = sub.add_parser(
+        "run",
+        help="single-node monitor: probes, health, /metrics and API, event log",
+        description=(
+            "Probe every point of the inventory, keep their health, and serve /metrics, the "
+            "JSON API (/api/v1/...) and an SSE stream. SIGHUP or POST /-/reload re-reads the "
+            "config; SIGINT/SIGTERM stop cleanly."
+        ),
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="inventory YAML")
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9108",
+        metavar="HOST:PORT",
+        help="HTTP address (default: %(default)s)",
+    )
+    p.add_argument(
+        "--state-db",
+        metavar="PATH",
+        help="SQLite event log (default: $XDG_STATE_HOME/confmon/<config name>.sqlite3)",
+    )
+    p.add_argument(
+        "--api-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on /api and /-/ (or set CONFMON_API_TOKEN)",
+    )
+    p.add_argument(
+        "--no-icmp", action="store_true", help="do not run ICMP probes (no raw/ping socket needed)"
+    )
+    _add_logging_options(p)
+    p.set_defaults(handler=_run)
 
     inv = sub.add_parser(
         "inventory",

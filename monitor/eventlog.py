@@ -85,6 +85,10 @@ class EventLog:
         db.executescript(_SCHEMA)
         self._db = db
 
+    def set_districts(self, districts: dict[str, str]) -> None:
+        """Replace the point -> district map (after a config reload)."""
+        self._districts = districts
+
     @property
     def db(self) -> sqlite3.Connection:
         assert self._db is not None, "EventLog used before open()"

@@ -206,6 +206,28 @@ class HealthModel:
             self._set(h, state, since, reason)
             h.last_seen = now
 
+    def adopt(self, old: HealthModel) -> None:
+        """Take over the state of every point that ``old`` also has (after a config reload)."""
+        for pid, h in self.points.items():
+            before = old.points.get(pid)
+            if before is None:
+                continue
+            self._set(h, before.state, before.since, before.reason)
+            for name in (
+                "own",
+                "fails",
+                "goods",
+                "last_seen",
+                "last_ok",
+                "quality_bad",
+                "quality_reason",
+                "in_maintenance",
+            ):
+                setattr(h, name, getattr(before, name))
+            h.latest = {
+                k: v for k, v in before.latest.items() if k in self.inv.profile_of(pid).probes()
+            }
+
     # --- outputs --------------------------------------------------------------------------
 
     def readiness(self) -> float:
@@ -241,7 +263,9 @@ class HealthModel:
                 continue
             if r.ok:
                 good.append(r)
-            else:
+            elif h.last_ok:
+                # only while another probe proves the point reachable; a cycle where
+                # everything failed is the reachability hysteresis's business
                 failing.append(f"{r.probe} failing: {r.error or 'failed'}")
         m = _worst(good)
         # entering uses the threshold; leaving needs a margin inside it (no flapping)

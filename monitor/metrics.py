@@ -82,14 +82,17 @@ class PointMetricsWriter:
             )
             lines = {s: f'confmon_point_state{{{l3},state="{s.value}"}} ' for s in STATES}
             self._state_blocks[p.id] = {
-                cur: "".join(f"{lines[s]}{1 if s is cur else 0}\n" for s in STATES) for cur in STATES
+                cur: "".join(f"{lines[s]}{1 if s is cur else 0}\n" for s in STATES)
+                for cur in STATES
             }
             for name in inv.profile_of(p).probes():
                 labels = f'{self._l2[p.id]},probe="{name}"'
                 self._success.append((p.id, name, f"confmon_probe_success{{{labels}}} "))
                 for key in MEASURES[name]:
                     self._measures[key].append((p.id, name, f"{_FAMILIES[key][0]}{{{labels}}} "))
-        self._info = _header("confmon_point_info", "Names and hosts of the points (value 1).") + "".join(info)
+        self._info = _header(
+            "confmon_point_info", "Names and hosts of the points (value 1)."
+        ) + "".join(info)
         self._mos = [
             (pid, f"confmon_point_mos{{{self._l2[pid]}}} ")
             for pid in self._ids
@@ -107,10 +110,17 @@ class PointMetricsWriter:
             f"confmon_point_up{{{self._l3[pid]}}} {1 if points[pid].state in up else 0}\n"
             for pid in self._ids
         )
-        out.append(_header("confmon_point_state", "Current state of the point (stateset: 1 for the current state)."))
+        out.append(
+            _header(
+                "confmon_point_state",
+                "Current state of the point (stateset: 1 for the current state).",
+            )
+        )
         out.extend(self._state_blocks[pid][points[pid].state] for pid in self._ids)
 
-        out.append(_header("confmon_probe_success", "1 when the probe's last cycle succeeded, else 0."))
+        out.append(
+            _header("confmon_probe_success", "1 when the probe's last cycle succeeded, else 0.")
+        )
         for pid, name, prefix in self._success:
             r = points[pid].latest.get(name)
             out.append(f"{prefix}{1 if r is not None and r.ok else 0}\n")
@@ -126,13 +136,18 @@ class PointMetricsWriter:
 
         out.append(_header("confmon_points", "Number of points per state."))
         out.extend(f'confmon_points{{state="{s.value}"}} {model.counts[s]}\n' for s in STATES)
-        out.append(_header("confmon_district_points", "Number of points per state in each district."))
+        out.append(
+            _header("confmon_district_points", "Number of points per state in each district.")
+        )
         for district, counts in model.district_counts.items():
             d = _escape(district)
             out.extend(
-                f'confmon_district_points{{district="{d}",state="{s.value}"}} {counts[s]}\n' for s in STATES
+                f'confmon_district_points{{district="{d}",state="{s.value}"}} {counts[s]}\n'
+                for s in STATES
             )
-        out.append(_header("confmon_readiness_ratio", "(up + degraded) / points not in maintenance."))
+        out.append(
+            _header("confmon_readiness_ratio", "(up + degraded) / points not in maintenance.")
+        )
         out.append(f"confmon_readiness_ratio {_num(model.readiness())}\n")
         return "".join(out)
 
@@ -162,7 +177,9 @@ class Telemetry:
     def __init__(self, agents: Callable[[], dict[str, tuple[bool, float]]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.probes = Counter("confmon_probes", "Probes run, by probe and result.", ["probe", "result"], registry=r)
+        self.probes = Counter(
+            "confmon_probes", "Probes run, by probe and result.", ["probe", "result"], registry=r
+        )
         self.cycle_duration = Histogram(
             "confmon_cycle_duration_seconds",
             "How long a point's probe cycle took.",
@@ -170,23 +187,35 @@ class Telemetry:
             registry=r,
         )
         self.rejected = Counter(
-            "confmon_results_rejected", "Results dropped as bad or unauthorised, by reason.", ["reason"], registry=r
+            "confmon_results_rejected",
+            "Results dropped as bad or unauthorised, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.notifications = Counter(
-            "confmon_notifications", "Webhook deliveries, by receiver and result.", ["receiver", "result"], registry=r
+            "confmon_notifications",
+            "Webhook deliveries, by receiver and result.",
+            ["receiver", "result"],
+            registry=r,
         )
         self.overruns = Counter(
-            "confmon_scheduler_overruns", "Cycles skipped because the previous one was still running.", registry=r
+            "confmon_scheduler_overruns",
+            "Cycles skipped because the previous one was still running.",
+            registry=r,
         )
         self.reload_ok = Gauge(
-            "confmon_config_last_reload_successful", "1 when the last config (re)load succeeded.", registry=r
+            "confmon_config_last_reload_successful",
+            "1 when the last config (re)load succeeded.",
+            registry=r,
         )
         self.reload_time = Gauge(
             "confmon_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load.",
             registry=r,
         )
-        self.events = Counter("confmon_state_changes", "State changes, by new state.", ["state"], registry=r)
+        self.events = Counter(
+            "confmon_state_changes", "State changes, by new state.", ["state"], registry=r
+        )
         if agents is not None:
             r.register(_AgentCollector(agents))
         for probe in MEASURES:

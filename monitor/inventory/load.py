@@ -7,6 +7,7 @@ and field, and all of them are raised together as one
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import types
 import typing
@@ -73,6 +74,22 @@ class Inventory:
         """The probe profile of a point."""
         p = self.points[point] if isinstance(point, str) else point
         return self.profiles[p.profile]
+
+    def without_probes(self, probes: frozenset[str] | set[str]) -> Inventory:
+        """A copy whose profiles do not run ``probes`` (e.g. ICMP when it is not permitted).
+
+        A profile left with no probe keeps running nothing; its points then
+        show ``unknown``.
+        """
+        if not probes:
+            return self
+        profiles = {}
+        for name, profile in self.profiles.items():
+            update: dict[str, object] = dict.fromkeys(probes & set(profile.probes()))
+            if profile.reachable_by is not None:
+                update["reachable_by"] = [p for p in profile.reachable_by if p not in probes]
+            profiles[name] = profile.model_copy(update=update)
+        return dataclasses.replace(self, profiles=profiles)
 
     def districts(self) -> list[Point]:
         """The top-level points (district headquarters), in file order."""

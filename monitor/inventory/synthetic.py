@@ -37,12 +37,21 @@ def synthetic_inventory(
     tree: list[dict[str, Any]] = []
     for d in range(districts):
         tree.append(
-            {"id": f"d{d:02d}", "name": f"District {d:02d}", "host": str(base + d), "profile": "room"}
+            {
+                "id": f"d{d:02d}",
+                "name": f"District {d:02d}",
+                "host": str(base + d),
+                "profile": "room",
+            }
         )
     for i in range(points - districts):
         parent = tree[i % districts]
         parent.setdefault("points", []).append(
-            {"id": f"{parent['id']}.c{i:05d}", "name": f"Commune {i:05d}", "host": str(base + districts + i)}
+            {
+                "id": f"{parent['id']}.c{i:05d}",
+                "name": f"Commune {i:05d}",
+                "host": str(base + districts + i),
+            }
         )
     data = {"monitor": monitor or {}, "profiles": {"room": profile or FULL_PROFILE}, "points": tree}
     return from_source(Source(file=f"<synthetic {points} points>", data=data))

@@ -39,10 +39,14 @@ def inventory(text: str = CONFIG) -> Inventory:
 
 
 def r(probe: str, ok: bool, at: float, **kw: float | None) -> ProbeResult:
-    return ProbeResult(probe=probe, target="x", ok=ok, at=at, duration=0.01, error=None if ok else "no reply", **kw)  # type: ignore[arg-type]
+    return ProbeResult(
+        probe=probe, target="x", ok=ok, at=at, duration=0.01, error=None if ok else "no reply", **kw
+    )  # type: ignore[arg-type]
 
 
-def cycle(model: HealthModel, pid: str, ok: bool, at: float, **kw: float | None) -> list[tuple[str, State, State]]:
+def cycle(
+    model: HealthModel, pid: str, ok: bool, at: float, **kw: float | None
+) -> list[tuple[str, State, State]]:
     events = model.ingest(pid, [r("icmp", ok, at, **kw)], at)
     return [(e.point, e.previous, e.state) for e in events]
 
@@ -85,7 +89,12 @@ def test_parent_down_makes_children_unreachable_not_down() -> None:
         for pid in ("d.a", "d.b", "d.c", "d"):
             events += cycle(m, pid, False, at)
     states = {pid: m.points[pid].state for pid in ("d", "d.a", "d.b", "d.c")}
-    assert states == {"d": State.DOWN, "d.a": State.UNREACHABLE, "d.b": State.UNREACHABLE, "d.c": State.UNREACHABLE}
+    assert states == {
+        "d": State.DOWN,
+        "d.a": State.UNREACHABLE,
+        "d.b": State.UNREACHABLE,
+        "d.c": State.UNREACHABLE,
+    }
     assert not any(to is State.DOWN and pid != "d" for pid, _, to in events)
     assert m.points["d.a"].reason == "uplink d is down"
     # the parent recovers, and so do the children, in any order: never a flash of DOWN
@@ -152,7 +161,11 @@ def test_media_mos_and_loss_degrade() -> None:
     events = m.ingest("m", [r("media", True, T0 + 1, mos=3.1, loss=0.05, jitter=0.045)], T0 + 1)
     assert [(e.previous, e.state) for e in events] == [(State.UP, State.DEGRADED)]
     reason = m.points["m"].reason
-    assert "jitter 45 ms > 30 ms" in reason and "loss 5.0% > 2.0%" in reason and "MOS 3.10 < 3.60" in reason
+    assert (
+        "jitter 45 ms > 30 ms" in reason
+        and "loss 5.0% > 2.0%" in reason
+        and "MOS 3.10 < 3.60" in reason
+    )
     assert events[0].metrics["mos"] == 3.1
 
 
@@ -189,7 +202,9 @@ def test_rollups_count_states_per_district_and_readiness() -> None:
     for pid in ("d", "d.a", "d.b"):
         cycle(m, pid, True, T0)
     cycle(m, "d.c", True, T0, rtt=0.5)
-    assert m.counts[State.UP] == 3 and m.counts[State.DEGRADED] == 1 and m.counts[State.UNKNOWN] == 1
+    assert (
+        m.counts[State.UP] == 3 and m.counts[State.DEGRADED] == 1 and m.counts[State.UNKNOWN] == 1
+    )
     assert m.district_counts["d"][State.UP] == 3 and m.district_counts["m"][State.UNKNOWN] == 1
     assert m.readiness() == 4 / 5
     assert m.summary()["states"]["degraded"] == 1

@@ -1,0 +1,59 @@
+"""The SQLite event log: durable, filtered, paged, and the source of restart state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.eventlog import EventLog
+from monitor.health import Event, State
+
+
+def ev(point: str, prev: State, to: State, at: float) -> Event:
+    return Event(
+        point,
+        prev,
+        to,
+        f"{prev} -> {to}",
+        at,
+        {"rtt": 0.01, "jitter": None, "loss": 0.0, "mos": None},
+    )
+
+
+async def test_events_survive_reopen_and_filter_and_page(tmp_path: Path) -> None:
+    """Events written, closed and reopened are all there, newest first, filterable and pageable."""
+    db = tmp_path / "events.sqlite3"
+    districts = {"d": "d", "d.a": "d", "m": "m"}
+    log = await EventLog.open(db, districts)
+    await log.write(
+        [ev("d", State.UNKNOWN, State.UP, 100.0), ev("d.a", State.UNKNOWN, State.UP, 101.0)]
+    )
+    await log.write(
+        [ev("d", State.UP, State.DOWN, 200.0), ev("d.a", State.UP, State.UNREACHABLE, 201.0)]
+    )
+    await log.write([ev("m", State.UNKNOWN, State.DEGRADED, 300.0)])
+    await log.close()
+
+    log = await EventLog.open(db, districts)
+    try:
+        rows = await log.query()
+        assert [r["point"] for r in rows] == ["m", "d.a", "d", "d.a", "d"]
+        assert (
+            rows[0]["metrics"]["rtt"] == 0.01
+            and rows[0]["from"] == "unknown"
+            and rows[0]["to"] == "degraded"
+        )
+        assert [r["point"] for r in await log.query(district="d", state="up")] == ["d.a", "d"]
+        assert [r["at"] for r in await log.query(since=150, until=250)] == [201.0, 200.0]
+        page1 = await log.query(limit=2)
+        page2 = await log.query(limit=2, before_id=page1[-1]["id"])
+        assert [r["at"] for r in page1 + page2] == [300.0, 201.0, 200.0, 101.0]
+        last = await log.last_states()
+        assert last == {
+            "d": (State.DOWN, 200.0, "up -> down"),
+            "d.a": (State.UNREACHABLE, 201.0, "up -> unreachable"),
+            "m": (State.DEGRADED, 300.0, "unknown -> degraded"),
+        }
+        assert await log.prune(now=250.0 + log.retention) == 4
+        assert [r["point"] for r in await log.query()] == ["m"]
+    finally:
+        await log.close()

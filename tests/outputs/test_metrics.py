@@ -1,0 +1,145 @@
+"""/metrics: the contract's names and labels, valid text format, promtool-clean."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.health import HealthModel
+from monitor.metrics import PointMetricsWriter, Telemetry
+from tests.helpers import require_binary
+from tests.outputs.fixtures import bad, good, inventory
+
+
+def scrape() -> tuple[str, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
+    now = time.time()
+    model = HealthModel(inventory(), now=now)
+    model.ingest(
+        "ba-vi",
+        [
+            good("icmp", now, rtt=0.012, jitter=0.002, loss=0.0),
+            good("sip", now, rtt=0.02),
+            good("http", now, rtt=0.05),
+        ],
+        now,
+    )
+    model.ingest("ba-vi", [good("media", now, rtt=0.011, jitter=0.004, loss=0.02, mos=4.1)], now)
+    for at in (now, now + 5):
+        model.ingest("son-tay", [bad("icmp", at), bad("sip", at)], at)
+    text = PointMetricsWriter(model).render() + Telemetry().render()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return text, samples
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, /, **labels: str
+) -> float:
+    return samples[(metric, frozenset(labels.items()))]
+
+
+def test_contract_names_labels_and_values() -> None:
+    """Each contract metric is present with its labels and the model's current values."""
+    _, s = scrape()
+    assert (
+        value(
+            s,
+            "confmon_point_info",
+            point="ba-vi.tan-linh",
+            district="ba-vi",
+            level="commune",
+            name="Xã Tản Lĩnh",
+            host="10.21.1.17",
+        )
+        == 1
+    )
+    assert (
+        value(
+            s,
+            "confmon_point_info",
+            point="ba-vi.ba-trai",
+            district="ba-vi",
+            level="commune",
+            name='Xã "Ba" Trại',
+            host="10.21.1.18",
+        )
+        == 1
+    )
+    assert value(s, "confmon_point_up", point="ba-vi", district="ba-vi", level="district") == 1
+    assert value(s, "confmon_point_up", point="son-tay", district="son-tay", level="district") == 0
+    assert (
+        value(
+            s,
+            "confmon_point_state",
+            point="son-tay",
+            district="son-tay",
+            level="district",
+            state="down",
+        )
+        == 1
+    )
+    assert (
+        value(
+            s,
+            "confmon_point_state",
+            point="son-tay",
+            district="son-tay",
+            level="district",
+            state="up",
+        )
+        == 0
+    )
+    assert value(s, "confmon_probe_success", point="ba-vi", district="ba-vi", probe="icmp") == 1
+    assert value(s, "confmon_probe_success", point="son-tay", district="son-tay", probe="sip") == 0
+    assert (
+        value(s, "confmon_probe_rtt_seconds", point="ba-vi", district="ba-vi", probe="sip") == 0.02
+    )
+    assert (
+        value(s, "confmon_probe_jitter_seconds", point="ba-vi", district="ba-vi", probe="media")
+        == 0.004
+    )
+    assert (
+        value(s, "confmon_probe_loss_ratio", point="ba-vi", district="ba-vi", probe="media") == 0.02
+    )
+    assert value(s, "confmon_point_mos", point="ba-vi", district="ba-vi") == 4.1
+    assert value(s, "confmon_points", state="down") == 1
+    assert value(s, "confmon_points", state="unknown") == 2
+    assert value(s, "confmon_district_points", district="ba-vi", state="up") == 1
+    assert value(s, "confmon_readiness_ratio") == 0.25
+    assert value(s, "confmon_probes_total", probe="icmp", result="failure") == 0
+    assert ("confmon_cycle_duration_seconds_count", frozenset()) in s
+
+
+def test_series_are_stable_before_any_result() -> None:
+    """A point never probed still has its series (NaN rtt, success 0): Grafana panels do not break."""
+    _, s = scrape()
+    rtt = value(
+        s, "confmon_probe_rtt_seconds", point="ba-vi.tan-linh", district="ba-vi", probe="icmp"
+    )
+    assert rtt != rtt  # NaN
+    assert (
+        value(s, "confmon_probe_success", point="ba-vi.tan-linh", district="ba-vi", probe="icmp")
+        == 0
+    )
+    states = [k for k in s if k[0] == "confmon_point_state" and ("point", "ba-vi.tan-linh") in k[1]]
+    assert len(states) == 6
+
+
+def test_promtool_check_metrics_is_clean() -> None:
+    """`promtool check metrics` finds no problem in a scrape."""
+    promtool = require_binary("promtool")
+    text, _ = scrape()
+    proc = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "" and proc.stderr.strip() == ""
