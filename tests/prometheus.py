@@ -1,0 +1,98 @@
+"""A real Prometheus server for tests: started on a free port, scraping given targets, stopped after."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import free_port, require_binary
+
+
+class Prometheus:
+    """A running Prometheus; :meth:`query` runs an instant PromQL query."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(
+                f"{self.url}/api/v1/query",
+                params={"query": promql},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp,
+        ):
+            body = await resp.json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]  # type: ignore[no-any-return]
+
+    async def wait_for(self, promql: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Poll until the query returns something."""
+        async with asyncio.timeout(timeout):
+            while True:
+                result = await self.query(promql)
+                if result:
+                    return result
+                await asyncio.sleep(0.5)
+
+
+@contextlib.asynccontextmanager
+async def prometheus(
+    tmp: Path, targets: list[str], scrape_interval: str = "1s"
+) -> AsyncIterator[Prometheus]:
+    """Run Prometheus scraping ``targets`` (host:port) every ``scrape_interval``."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        f"  scrape_interval: {scrape_interval}\n"
+        f"  evaluation_interval: {scrape_interval}\n"
+        "scrape_configs:\n"
+        "  - job_name: confmon\n"
+        f"    static_configs: [{{targets: [{', '.join(repr(t) for t in targets)}]}}]\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = Prometheus(f"http://127.0.0.1:{port}")
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"prometheus exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+                    )
+                try:
+                    async with aiohttp.ClientSession() as s, s.get(f"{server.url}/-/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+        if proc.stderr is not None:
+            proc.stderr.close()
