@@ -33,9 +33,9 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]["result"]  # type: ignore[no-any-return]
 
-    async def wait_for(self, promql: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+    async def wait_for(self, promql: str, within: float = 60.0) -> list[dict[str, Any]]:
         """Poll until the query returns something."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 result = await self.query(promql)
                 if result:
@@ -60,14 +60,12 @@ async def prometheus(
         f"    static_configs: [{{targets: [{', '.join(repr(t) for t in targets)}]}}]\n",
         encoding="utf-8",
     )
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
+    proc = await asyncio.create_subprocess_exec(
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -88,11 +86,10 @@ async def prometheus(
                 await asyncio.sleep(0.2)
         yield server
     finally:
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
