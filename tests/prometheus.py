@@ -73,10 +73,9 @@ async def prometheus(
     try:
         async with asyncio.timeout(30):
             while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"prometheus exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-                    )
+                if proc.returncode is not None:
+                    err = await proc.stderr.read() if proc.stderr else b""
+                    raise RuntimeError(f"prometheus exited: {err.decode(errors='replace')}")
                 try:
                     async with aiohttp.ClientSession() as s, s.get(f"{server.url}/-/ready") as resp:
                         if resp.status == 200:
