@@ -1,0 +1,96 @@
+"""``confmon dashboard``: the live screen, or one frame to a file (``--snapshot``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from monitor.dashboard.client import follow
+from monitor.dashboard.model import Snapshot
+from monitor.dashboard.view import render
+from monitor.errors import ConfmonError, UsageError
+
+__all__ = ["run_dashboard", "write_snapshot"]
+
+
+async def run_dashboard(
+    url: str,
+    *,
+    token: str | None = None,
+    refresh_hz: float = 2.0,
+    tz: str = "Asia/Ho_Chi_Minh",
+    console: Console | None = None,
+) -> None:
+    """Show the live dashboard until cancelled (Ctrl-C)."""
+    console = console or Console()
+    snap = Snapshot(url=url)
+    follower = asyncio.get_running_loop().create_task(follow(url, snap, token))
+    period = 1.0 / refresh_hz
+    try:
+        with Live(console=console, screen=True, auto_refresh=False, transient=True) as live:
+            next_frame = time.monotonic()
+            while True:
+                size = console.size
+                live.update(render(snap, size.width, size.height, tz=tz), refresh=True)
+                next_frame += period
+                await asyncio.sleep(max(0.0, next_frame - time.monotonic()))
+                if follower.done():
+                    follower.result()
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
+async def write_snapshot(
+    url: str,
+    path: Path,
+    *,
+    token: str | None = None,
+    width: int = 120,
+    height: int = 40,
+    tz: str = "Asia/Ho_Chi_Minh",
+    wait: float = 10.0,
+) -> None:
+    """Connect, wait for data, and write one frame as .svg, .html or .txt."""
+    kind = path.suffix.lower()
+    if kind not in (".svg", ".html", ".txt"):
+        raise UsageError(f"--snapshot {path}: the file must end in .svg, .html or .txt")
+    snap = Snapshot(url=url)
+    connected = asyncio.Event()
+    follower = asyncio.get_running_loop().create_task(follow(url, snap, token, connected=connected))
+    try:
+        async with asyncio.timeout(wait):
+            await connected.wait()
+    except TimeoutError:
+        raise ConfmonError(
+            f"no answer from {url} within {wait:g}s ({snap.error or 'no data'})"
+        ) from None
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    console = Console(
+        record=True,
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+    )
+    console.print(render(snap, width, height, tz=tz))
+    try:
+        if kind == ".svg":
+            console.save_svg(str(path), title=snap.name)
+        elif kind == ".html":
+            console.save_html(str(path))
+        else:
+            console.save_text(str(path))
+    except OSError as exc:
+        raise ConfmonError(f"cannot write {path}: {exc.strerror}") from None
