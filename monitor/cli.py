@@ -105,6 +105,45 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(run_monitor(inv, opts))
 
 
+def _probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.probecmd import run_probe
+
+    return asyncio.run(run_probe(args.type, args.target, args.option, args.json))
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.dashboard.app import run_dashboard, write_snapshot
+
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(args.tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--tz {args.tz!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)") from None
+    token = args.token or os.environ.get("CONFMON_API_TOKEN") or None
+    if args.refresh <= 0 or args.refresh > 20:
+        raise UsageError(f"--refresh {args.refresh:g}: choose between 0.1 and 20 frames per second")
+    if args.snapshot:
+        asyncio.run(
+            write_snapshot(
+                args.url,
+                Path(args.snapshot),
+                token=token,
+                width=args.width,
+                height=args.height,
+                tz=args.tz,
+            )
+        )
+        print(f"wrote {args.snapshot}", file=sys.stderr)
+        return 0
+    asyncio.run(run_dashboard(args.url, token=token, refresh_hz=args.refresh, tz=args.tz))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     parser = _Parser(
@@ -161,6 +200,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_logging_options(p)
     p.set_defaults(handler=_run)
+
+    p = sub.add_parser(
+        "probe",
+        help="run one probe now and print every phase (troubleshooting)",
+        description=(
+            "Run one probe against one target and print every phase it went through. "
+            "Exit 0 when it succeeded, 1 when it failed."
+        ),
+        epilog=(
+            "examples:  confmon probe icmp 127.0.0.1 -o count=20  |  confmon probe sip 127.20.0.1:5060 "
+            "-o transport=tcp  |  confmon probe http https://mcu.example/status  |  "
+            "confmon probe media 127.20.0.1:7078 -o packets=200"
+        ),
+    )
+    p.add_argument(
+        "type",
+        choices=("icmp", "tcp", "http", "sip", "media"),
+        metavar="TYPE",
+        help="icmp, tcp, http, sip or media",
+    )
+    p.add_argument("target", metavar="TARGET", help="host, host:port, [v6]:port, or a URL for http")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a probe setting as in a profile, e.g. -o timeout=2s -o count=10 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_probe)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="the live terminal dashboard, attached to a running run/server",
+        description=(
+            "Show the live state of every point: districts as rows of commune cells, the points "
+            "that need attention, and the latest events. Reads the monitor's API and event "
+            "stream; shows a banner and reconnects by itself when the monitor is unreachable. "
+            "Ctrl-C exits."
+        ),
+    )
+    p.add_argument(
+        "--url", default="http://127.0.0.1:9108", help="the monitor's API (default: %(default)s)"
+    )
+    p.add_argument("--token", help="bearer token, if the API needs one (or set CONFMON_API_TOKEN)")
+    p.add_argument(
+        "--refresh", type=float, default=2.0, metavar="HZ", help="frames per second (default: 2)"
+    )
+    p.add_argument(
+        "--tz", default="Asia/Ho_Chi_Minh", help="time zone of the clock (default: %(default)s)"
+    )
+    p.add_argument(
+        "--snapshot",
+        metavar="FILE",
+        help="write one frame to FILE (.svg, .html or .txt) and exit, for reports and bug reports",
+    )
+    p.add_argument(
+        "--width", type=int, default=120, help="snapshot width in columns (default: 120)"
+    )
+    p.add_argument("--height", type=int, default=40, help="snapshot height in rows (default: 40)")
+    p.set_defaults(handler=_dashboard)
+
+    from monitor.lab.cli import add_parser as add_lab_parser
+
+    add_lab_parser(sub)
 
     inv = sub.add_parser(
         "inventory",

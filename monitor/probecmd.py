@@ -1,0 +1,183 @@
+"""``confmon probe TYPE TARGET``: one probe, every phase printed, for troubleshooting.
+
+Settings start from the probe's defaults (as in a profile) and are changed with
+``-o key=value`` (validated like the config file, so ``-o timeout=2s`` and
+``-o transport=tcp`` work). ``TARGET`` may carry a port (``host:port``,
+``[v6]:port``) and, for http, be a whole URL. Exit 0 when the probe succeeded,
+1 when it failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from typing import Any
+
+import pydantic
+from rich.console import Console
+from rich.table import Table
+
+from monitor.errors import UsageError
+from monitor.inventory.model import (
+    PROBE_TYPES,
+    HttpSettings,
+    IcmpSettings,
+    MediaSettings,
+    SipSettings,
+    TcpSettings,
+)
+from monitor.inventory.units import parse_host
+from monitor.probes.base import ProbeContext, ProbeResult
+from monitor.probes.registry import PROBES
+
+__all__ = ["build_settings", "run_probe"]
+
+SETTINGS: dict[str, type[pydantic.BaseModel]] = {
+    "icmp": IcmpSettings,
+    "tcp": TcpSettings,
+    "http": HttpSettings,
+    "sip": SipSettings,
+    "media": MediaSettings,
+}
+
+
+def _split_target(kind: str, target: str) -> tuple[str, dict[str, Any]]:
+    """Host and settings implied by the target (``host:port``, or a URL for http)."""
+    implied: dict[str, Any] = {}
+    if kind == "http" and "://" in target:
+        url = urllib.parse.urlsplit(target)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise UsageError(f"{target!r} is not an http:// or https:// URL")
+        implied["scheme"] = url.scheme
+        if url.port:
+            implied["port"] = url.port
+        implied["path"] = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        host = url.hostname
+    elif target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            implied["port"] = int(rest[1:])
+    elif target.count(":") == 1:
+        host, _, port = target.partition(":")
+        if not port.isdigit():
+            raise UsageError(f"{target!r}: the port after ':' must be a number")
+        implied["port"] = int(port)
+    else:
+        host = target
+    if "port" in implied and kind == "icmp":
+        raise UsageError("icmp has no port: give just the host")
+    try:
+        return parse_host(host), implied
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def build_settings(kind: str, target: str, options: list[str]) -> tuple[str, pydantic.BaseModel]:
+    """Host and validated settings for a one-off probe."""
+    if kind not in PROBE_TYPES:
+        raise UsageError(f"unknown probe {kind!r}; choose one of {', '.join(PROBE_TYPES)}")
+    host, values = _split_target(kind, target)
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-o {option!r}: expected key=value, e.g. -o timeout=2s")
+        values[key.strip()] = _guess(value.strip())
+    if kind == "tcp" and "port" not in values:
+        raise UsageError("tcp needs a port: give host:port or -o port=N")
+    try:
+        return host, SETTINGS[kind].model_validate(values)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown setting; {kind} takes: {', '.join(SETTINGS[kind].model_fields)}"
+        raise UsageError(f"-o {where}: {msg}") from None
+
+
+def _guess(value: str) -> Any:
+    """Option values are text; numbers, booleans and lists are read the way YAML would."""
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def _fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.2f} ms" if value < 10 else f"{value:.2f} s"
+
+
+def print_result(r: ProbeResult, console: Console) -> None:
+    """Every phase, the figures and the details of one result."""
+    verdict = "[bold green]OK[/]" if r.ok else "[bold red]FAILED[/]"
+    console.print(
+        f"{r.probe} {r.target}: {verdict} in {_fmt_seconds(r.duration)}"
+        + (f" — {r.error}" if r.error else "")
+    )
+    table = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
+    table.add_column("phase")
+    table.add_column("")
+    table.add_column("time", justify="right")
+    table.add_column("detail")
+    for p in r.phases:
+        table.add_row(
+            p.name, "[green]✔[/]" if p.ok else "[red]✖[/]", _fmt_seconds(p.seconds), p.detail
+        )
+    if r.phases:
+        console.print(table)
+    figures = []
+    if r.rtt is not None:
+        figures.append(f"rtt {_fmt_seconds(r.rtt)}")
+    if r.rtt_min is not None and r.rtt_max is not None:
+        figures.append(f"min/max {_fmt_seconds(r.rtt_min)}/{_fmt_seconds(r.rtt_max)}")
+    if r.jitter is not None:
+        figures.append(f"jitter {_fmt_seconds(r.jitter)}")
+    if r.loss is not None:
+        figures.append(f"loss {r.loss:.1%}")
+    if r.mos is not None:
+        figures.append(f"MOS {r.mos:.2f}")
+    if figures:
+        console.print("  " + " · ".join(figures))
+    for key, value in r.details.items():
+        if "rtt" in key and isinstance(value, list | tuple):
+            value = ", ".join("lost" if v is None else f"{v * 1000:.2f}" for v in value) + " ms"
+        elif isinstance(value, list | tuple) and len(value) > 12:
+            value = f"{list(value[:12])} … ({len(value)} in all)"
+        console.print(f"  [dim]{key}:[/] {value}", highlight=False)
+
+
+def result_json(r: ProbeResult) -> dict[str, Any]:
+    return {
+        "probe": r.probe,
+        "target": r.target,
+        "ok": r.ok,
+        "at": r.at,
+        "duration": r.duration,
+        "rtt": r.rtt,
+        "rtt_min": r.rtt_min,
+        "rtt_max": r.rtt_max,
+        "jitter": r.jitter,
+        "loss": r.loss,
+        "mos": r.mos,
+        "error": r.error,
+        "phases": [
+            {"name": p.name, "ok": p.ok, "seconds": p.seconds, "detail": p.detail} for p in r.phases
+        ],
+        "details": dict(r.details),
+    }
+
+
+async def run_probe(kind: str, target: str, options: list[str], as_json: bool) -> int:
+    """Run one probe and print it; exit code 0 if it succeeded, else 1."""
+    host, settings = build_settings(kind, target, options)
+    async with ProbeContext() as ctx:
+        result = await PROBES[kind](host, settings, ctx)
+    if as_json:
+        print(json.dumps(result_json(result), ensure_ascii=False, default=str, indent=2))
+    else:
+        print_result(result, Console(highlight=False))
+    return 0 if result.ok else 1
