@@ -8,15 +8,8 @@ and field, and all of them are raised together as one
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pydantic
-from pydantic import BaseModel
 
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.inventory.model import (
@@ -29,6 +22,7 @@ from monitor.inventory.model import (
 )
 from monitor.inventory.source import Loc, Source, load_yaml, parse_yaml
 from monitor.inventory.units import format_duration
+from monitor.inventory.validate import did_you_mean, validate
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -106,135 +100,8 @@ class Inventory:
         return out
 
 
-# --- pydantic error translation -------------------------------------------------------------
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The model class that the value at ``loc`` is validated against, if any."""
-    current: Any = InventorySpec
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(part, int):
-            args = typing.get_args(current)
-            current = args[0] if args else None
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part)
-            current = info.annotation if info else None
-        elif typing.get_origin(current) is dict:
-            current = typing.get_args(current)[1]
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    """Strip Optional[...] and Annotated[...] down to the interesting type."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    return repr(value)
-
-
-def _message(err: Any) -> str:
-    kind = err["type"]
-    loc = tuple(err["loc"])
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        if model is None:
-            return "unknown key"
-        return (
-            f"unknown key{_did_you_mean(str(loc[-1]), list(model.model_fields))}; expected one of: "
-            + (", ".join(model.model_fields))
-        )
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "value_error":
-        return str(err["ctx"]["error"])
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number, got {_describe(value)}"
-    if kind in ("float_type", "float_parsing"):
-        return f"expected a number, got {_describe(value)}"
-    if kind in ("string_type",):
-        return f"expected text, got {_describe(value)}"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {_describe(value)}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping of keys to values, got {_describe(value)}"
-    if kind == "list_type":
-        return f"expected a list, got {_describe(value)}"
-    if kind == "string_pattern_mismatch" and loc and loc[0] == "profiles":
-        return f"{value!r} is not a valid profile name: use letters, digits, '-', '_' and '.'"
-    if kind == "string_pattern_mismatch":
-        return f"{value!r} is not valid: use lowercase letters, digits, '-' and '_'"
-    if kind == "too_short" and loc == ("points",):
-        return "no points: list at least one meeting point"
-    bounds = {
-        "less_than_equal": "at most",
-        "greater_than_equal": "at least",
-        "less_than": "less than",
-        "greater_than": "greater than",
-    }
-    if kind in bounds:
-        limit = next(iter(err.get("ctx", {}).values()), "?")
-        return f"must be {bounds[kind]} {limit}, got {_describe(value)}"
-    msg = str(err["msg"])
-    return f"{msg[:1].lower()}{msg[1:]}, got {_describe(value)}"
-
-
 def _spec(source: Source) -> InventorySpec:
-    if not isinstance(source.data, dict):
-        raise ConfigError(
-            [
-                source.issue(
-                    (),
-                    f"expected a mapping with 'points:' at the top, got {_describe(source.data)}",
-                )
-            ]
-        )
-    try:
-        return InventorySpec.model_validate(source.data)
-    except pydantic.ValidationError as exc:
-        issues = []
-        for err in exc.errors(include_url=False):
-            loc: Loc = tuple(err["loc"])
-            # a dict-key error has the key itself as the last element, with "[key]" suffix
-            loc = tuple(p for p in loc if not (isinstance(p, str) and p.endswith("[key]")))
-            issues.append(source.issue(loc, _message(err)))
-        raise ConfigError(_dedupe(issues)) from None
-
-
-def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
-    seen: set[tuple[int, str]] = set()
-    out = []
-    for issue in issues:
-        if (issue.line, issue.field) not in seen:
-            seen.add((issue.line, issue.field))
-            out.append(issue)
-    return out
+    return validate(source, InventorySpec, "a mapping with 'points:' at the top")
 
 
 # --- whole-tree rules ------------------------------------------------------------------------
@@ -303,7 +170,7 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
             issues.append(
                 source.issue(
                     ref_loc,
-                    f"parent {ref!r} is not the id of any point{_did_you_mean(ref, list(by_id))}",
+                    f"parent {ref!r} is not the id of any point{did_you_mean(ref, list(by_id))}",
                 )
             )
         elif ref == item.spec.id:
@@ -318,7 +185,7 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
                 issues.append(
                     source.issue(
                         ("maintenance", i, "points", j),
-                        f"{pid!r} is not the id of any point{_did_you_mean(pid, list(by_id))}",
+                        f"{pid!r} is not the id of any point{did_you_mean(pid, list(by_id))}",
                     )
                 )
 
@@ -356,7 +223,7 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
                 source.issue(
                     (*item.loc, "profile"),
                     f"unknown profile {item.spec.profile!r}"
-                    f"{_did_you_mean(item.spec.profile, list(spec.profiles))}; defined: {defined}",
+                    f"{did_you_mean(item.spec.profile, list(spec.profiles))}; defined: {defined}",
                 )
             )
         elif profile is None:
