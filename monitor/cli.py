@@ -115,15 +115,16 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     import asyncio
+    import zoneinfo
 
     from monitor.dashboard.app import run_dashboard, write_snapshot
-
-    import zoneinfo
 
     try:
         zoneinfo.ZoneInfo(args.tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--tz {args.tz!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)") from None
+        raise UsageError(
+            f"--tz {args.tz!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)"
+        ) from None
     token = args.token or os.environ.get("CONFMON_API_TOKEN") or None
     if args.refresh <= 0 or args.refresh > 20:
         raise UsageError(f"--refresh {args.refresh:g}: choose between 0.1 and 20 frames per second")
@@ -142,6 +143,45 @@ def _dashboard(args: argparse.Namespace) -> int:
         return 0
     asyncio.run(run_dashboard(args.url, token=token, refresh_hz=args.refresh, tz=args.tz))
     return 0
+
+
+def _rollcall(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.inventory import load_inventory
+    from monitor.rollcall import run_rollcall
+
+    inv = load_inventory(args.config)
+    try:
+        return asyncio.run(run_rollcall(inv, args.format, icmp=not args.no_icmp))
+    except ConfmonError as exc:
+        if "ICMP" in str(exc) or "ping" in str(exc):
+            raise ConfmonError(f"{exc} (or run with --no-icmp)") from None
+        raise
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.demo import DEFAULT_CONFIG, DemoOptions, run_demo
+    from monitor.logs import setup_logging
+    from monitor.runner import parse_listen
+
+    if args.no_dashboard:
+        setup_logging("text", "warning")
+    else:
+        setup_logging("text", "critical")  # the dashboard owns the screen
+    opts = DemoOptions(
+        config=Path(args.config) if args.config else DEFAULT_CONFIG,
+        scenario=args.scenario,
+        listen=parse_listen(args.listen),
+        dashboard=not args.no_dashboard,
+        seed=args.seed,
+        duration=args.duration,
+    )
+    if not opts.config.exists():
+        raise UsageError(f"{opts.config} not found; run from a confmon checkout or pass -c FILE")
+    return asyncio.run(run_demo(opts))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +271,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_probe)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole thing on loopback: 450 simulated Hanoi points, monitor, API, dashboard",
+        description=(
+            "Start the lab (the 450 Hanoi meeting points simulated on loopback), the monitor, "
+            "/metrics and the API on 127.0.0.1:9108, and the live dashboard, in one process. "
+            "--scenario plays a scripted incident from configs/scenarios/. Ctrl-C exits."
+        ),
+        epilog="scenarios: uplink-loss, rising-jitter, flapping, lost-agent, recovery (or a path to a YAML file)",
+    )
+    p.add_argument("--scenario", metavar="NAME", help="play a scripted incident, e.g. uplink-loss")
+    p.add_argument(
+        "-c", "--config", metavar="FILE", help="inventory to simulate (default: configs/hanoi.yaml)"
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9108",
+        metavar="HOST:PORT",
+        help="API address (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="headless: print one line per state change instead",
+    )
+    p.add_argument("--seed", type=int, help="seed the lab's random loss and jitter")
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long (default: until Ctrl-C)",
+    )
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser(
+        "rollcall",
+        help="one readiness pass over every point now; exit 0 only if readiness >= target",
+        description=(
+            "Probe every point once, now, with a progress bar; list the points that are not "
+            "ready, grouped by district, and the readiness. Exit 0 when readiness reaches "
+            "monitor.readiness_target, 1 when it does not, 2 for a bad config."
+        ),
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="inventory YAML")
+    p.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="output format"
+    )
+    p.add_argument("--no-icmp", action="store_true", help="do not run ICMP probes")
+    p.set_defaults(handler=_rollcall)
 
     p = sub.add_parser(
         "dashboard",

@@ -26,10 +26,11 @@ async def run_dashboard(
     refresh_hz: float = 2.0,
     tz: str = "Asia/Ho_Chi_Minh",
     console: Console | None = None,
+    notes: list[str] | None = None,
 ) -> None:
-    """Show the live dashboard until cancelled (Ctrl-C)."""
+    """Show the live dashboard until cancelled (Ctrl-C). ``notes`` are shown under the header."""
     console = console or Console()
-    snap = Snapshot(url=url)
+    snap = Snapshot(url=url, notes=list(notes or []))
     follower = asyncio.get_running_loop().create_task(follow(url, snap, token))
     period = 1.0 / refresh_hz
     try:

@@ -77,6 +77,7 @@ class Snapshot:
     error: str = ""
     last_message: float = 0.0  # wall time of the last message from the server
     url: str = ""
+    notes: list[str] = field(default_factory=list)  # shown under the header (e.g. by the demo)
 
     # --- updates --------------------------------------------------------------------------
 

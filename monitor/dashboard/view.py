@@ -95,6 +95,8 @@ def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[
     info.append("data " + ("never" if age is None else f"{age:.1f} s old") + f" · {s.url}")
     info.truncate(width, overflow="ellipsis")
     out: list[RenderableType] = [line, counts, info]
+    for note in s.notes:
+        out.append(_fit(Text(f"ℹ {note}", "cyan"), width))
     if not s.connected or age is None or age > STALE_AFTER:
         why = f": {s.error}" if s.error else ""
         banner = Text(

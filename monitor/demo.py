@@ -1,0 +1,220 @@
+"""``confmon demo``: the lab's 450 Hanoi points, the monitor, the API and the dashboard, in one process.
+
+No config and no broker needed. The lab simulates every point of
+``configs/hanoi.yaml`` on its own loopback address; the monitor probes them as
+it would the real ones and serves ``/metrics`` and the API on 127.0.0.1:9108;
+the dashboard attaches to that API as ``confmon dashboard`` would.
+
+Two things differ from production, both because of the lab, and are said on
+screen at start:
+
+- ICMP runs when the process may open an ICMP socket, and is skipped with a
+  notice otherwise (SIP, media and HTTP still show everything).
+- The kernel answers ICMP for every 127.x.y.z address, so the lab cannot make
+  a point stop answering pings. Reachability in the demo is therefore decided
+  by SIP (the endpoint's signalling), and ICMP only contributes its figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import signal
+import sys
+import time
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from monitor.api import start_api
+from monitor.errors import ConfmonError
+from monitor.inventory import Inventory, load_inventory
+from monitor.lab.addresses import lab_inventory
+from monitor.lab.impairment import Impairment
+from monitor.lab.lab import Lab
+from monitor.probes.base import ProbeResult
+from monitor.scenario import Scenario, Step, find_scenario, load_scenario, play
+from monitor.service import Monitor
+
+__all__ = ["DEFAULT_CONFIG", "DemoOptions", "demo_inventory", "run_demo"]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "hanoi.yaml"
+
+log = logging.getLogger("confmon")
+
+
+@dataclass
+class DemoOptions:
+    """What ``confmon demo`` was asked to do."""
+
+    config: Path = DEFAULT_CONFIG
+    scenario: str | None = None
+    listen: tuple[str, int] = ("127.0.0.1", 9108)
+    dashboard: bool = True
+    refresh_hz: float = 2.0
+    seed: int | None = None
+    duration: float | None = None  # seconds; None = until Ctrl-C
+
+
+def demo_inventory(inv: Inventory) -> Inventory:
+    """The inventory on lab addresses, with reachability decided by SIP (see the module docstring)."""
+    mapped = lab_inventory(inv)
+    profiles = {
+        name: p.model_copy(update={"reachable_by": ["sip"]}) if p.sip is not None else p
+        for name, p in mapped.profiles.items()
+    }
+    return replace(mapped, profiles=profiles)
+
+
+class _StaleFilter:
+    """Drops results of some points before the monitor sees them (a lost agent, in scenarios)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.muted: set[str] = set()
+        self._ingest = monitor.ingest
+        monitor.ingest = self.ingest  # type: ignore[method-assign]
+
+    def ingest(
+        self, point_id: str, results: Sequence[ProbeResult], now: float | None = None
+    ) -> None:
+        if point_id not in self.muted:
+            self._ingest(point_id, results, now)
+
+    def set(self, point_id: str, stale: bool) -> None:
+        (self.muted.add if stale else self.muted.discard)(point_id)
+
+
+async def _print_events(monitor: Monitor, tz: zoneinfo.ZoneInfo) -> None:
+    """One line per state change; first results (unknown -> up) are counted, not listed."""
+    sub = monitor.subscribe()
+    came_up = 0
+    try:
+        while True:
+            message = await sub.queue.get()
+            if message is None:
+                return
+            if message.get("type") == "summary" and came_up:
+                print(f"{came_up} points up (first results)", flush=True)
+                came_up = 0
+            if message.get("type") != "state":
+                continue
+            if message["from"] == "unknown" and message["to"] == "up":
+                came_up += 1
+                continue
+            at = datetime.datetime.fromtimestamp(message["at"], tz).strftime("%H:%M:%S")
+            name = message.get("name", message["point"])
+            print(f"{at} {message['to']:<11} {name} ({message['point']}): {message['reason']}", flush=True)
+    finally:
+        monitor.unsubscribe(sub)
+
+
+async def run_demo(opts: DemoOptions) -> int:
+    """Run the demo until Ctrl-C (or ``opts.duration``); returns the exit code."""
+    started = time.monotonic()
+    inv = demo_inventory(load_inventory(opts.config))
+    scenario: Scenario | None = (
+        load_scenario(find_scenario(opts.scenario), inv) if opts.scenario else None
+    )
+    tz = zoneinfo.ZoneInfo(inv.settings.timezone)
+    notices: list[str] = []
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    lab = Lab(inv, seed=opts.seed)
+    monitor: Monitor | None = None
+    runner = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await lab.start()
+        probe_monitor = Monitor(inv)
+        try:
+            await probe_monitor.ctx.icmp()
+            disabled: frozenset[str] = frozenset()
+        except ConfmonError as exc:
+            disabled = frozenset({"icmp"})
+            notices.append(f"ICMP skipped: {exc}")
+        finally:
+            await probe_monitor.ctx.close()
+        monitor = Monitor(inv, disabled_probes=disabled)
+        stale = _StaleFilter(monitor)
+        await monitor.start()
+        host, port = opts.listen
+        runner = await start_api(monitor, host, port)
+        url = f"http://{host}:{port}"
+        notices.append(
+            f"{len(inv.points)} lab points on 127.20.0.1-{list(inv.points.values())[-1].host}; "
+            f"metrics and API on {url}/ ; started in {time.monotonic() - started:.1f} s"
+        )
+        notices.append(
+            "reachability decided by SIP: the kernel answers every 127.x ping, the lab cannot cut ICMP"
+        )
+
+        if scenario is not None:
+
+            def impair(pid: str, imp: Impairment | None) -> None:
+                if imp is None:
+                    lab.clear(pid)
+                else:
+                    lab.set_impairment(pid, imp)
+
+            def announce(at: float, step: Step) -> None:
+                if not opts.dashboard:
+                    print(
+                        f"-- scenario {scenario.name} +{at:g}s: {step.note or step.impair or 'change'}",
+                        flush=True,
+                    )
+
+            notices.append(f"scenario {scenario.name}: {scenario.description}")
+            tasks.append(
+                loop.create_task(
+                    play(scenario, inv, impair=impair, stale=stale.set, announce=announce)
+                )
+            )
+
+        if opts.dashboard:
+            from monitor.dashboard.app import run_dashboard
+
+            for n in notices:
+                log.info(n)
+            tasks.append(
+                loop.create_task(
+                    run_dashboard(url, refresh_hz=opts.refresh_hz, tz=inv.settings.timezone)
+                )
+            )
+        else:
+            for n in notices:
+                print(n, flush=True)
+            tasks.append(loop.create_task(_print_events(monitor, tz)))
+
+        waiters: list[asyncio.Task[Any]] = [loop.create_task(stop.wait())]
+        if opts.duration is not None:
+            waiters.append(loop.create_task(asyncio.sleep(opts.duration)))
+        ui = tasks[-1]
+        done, _ = await asyncio.wait([*waiters, ui], return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+        if ui in done and not ui.cancelled() and ui.exception() is not None:
+            raise ui.exception()  # type: ignore[misc]
+        return 0
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if runner is not None:
+            await runner.cleanup()
+        if monitor is not None:
+            await monitor.stop()
+        await lab.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if not opts.dashboard:
+            print("demo stopped", file=sys.stderr)
