@@ -22,7 +22,8 @@ States (contract): ``up``, ``degraded``, ``down``, ``unreachable``, ``unknown``,
    parent, so a district coming back does not flash its communes ``down``.
 5. **Degraded**: a reachable point whose quality crosses a threshold (rtt,
    jitter, loss, MOS) or one of whose probes fails while another keeps it
-   reachable (pings but SIP is dead: the call will not work, so it is not ``up``). To stop
+   reachable (pings but SIP is dead: the call will not work, so it is not ``up``),
+   or a probe succeeds with a warning (a SIP endpoint answering 503). To stop
    flapping at a threshold, it leaves ``degraded`` only when every metric is back
    inside the threshold by a margin (:data:`CLEAR_MARGIN`).
 
@@ -263,6 +264,8 @@ class HealthModel:
                 continue
             if r.ok:
                 good.append(r)
+                if r.warning:
+                    failing.append(f"{r.probe}: {r.warning}")
             elif h.last_ok:
                 # only while another probe proves the point reachable; a cycle where
                 # everything failed is the reachability hysteresis's business

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import time
 import zoneinfo
+from collections import Counter
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -67,21 +68,25 @@ def _cell(state: str) -> tuple[str, str]:
 def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[RenderableType]:
     local = datetime.datetime.fromtimestamp(now, tz)
     right = Text(f" {local:%H:%M:%S} {local.tzname()}", "bold")
+    # counted from the points on screen, so the header always agrees with the grid
+    counts = Counter(p.state for p in s.points.values()) if s.points else Counter(s.counts)
+    counted = len(s.points) - counts["maintenance"]
+    readiness = (counts["up"] + counts["degraded"]) / counted if counted > 0 else s.readiness
     line = Text()
     line.append(s.name, "bold")
-    ready_ok = s.readiness >= s.readiness_target
+    ready_ok = readiness >= s.readiness_target
     line.append(
-        f"   readiness {s.readiness:.1%} (target {s.readiness_target:.0%}) {'✔' if ready_ok else '✖'}",
+        f"   readiness {readiness:.1%} (target {s.readiness_target:.0%}) {'✔' if ready_ok else '✖'}",
         "bold green" if ready_ok else "bold red",
     )
     line.truncate(max(10, width - right.cell_len), overflow="ellipsis", pad=True)
     line.append_text(right)
-    counts = Text()
+    tally = Text()
     for state in LEGEND:
         sym, style = _cell(state)
-        counts.append(f"{sym} {s.counts.get(state, 0)} {LABEL[state]}", style)
-        counts.append("   ")
-    counts.truncate(width, overflow="ellipsis")
+        tally.append(f"{sym} {counts[state]} {LABEL[state]}", style)
+        tally.append("   ")
+    tally.truncate(width, overflow="ellipsis")
     info = Text(style="dim")
     if s.agents:
         online = sum(s.agents.values())
@@ -94,7 +99,7 @@ def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[
     age = now - s.last_message if s.last_message else None
     info.append("data " + ("never" if age is None else f"{age:.1f} s old") + f" · {s.url}")
     info.truncate(width, overflow="ellipsis")
-    out: list[RenderableType] = [line, counts, info]
+    out: list[RenderableType] = [line, tally, info]
     for note in s.notes:
         out.append(_fit(Text(f"ℹ {note}", "cyan"), width))
     if not s.connected or age is None or age > STALE_AFTER:
@@ -160,9 +165,15 @@ def _attention(s: Snapshot, rows: int, now: float, width: int) -> list[Text]:
         sym, style = _cell(p.state)
         line = Text(f" {sym} ", style)
         line.append_text(_fit(Text(p.name, style), name_width))
-        loss = "-" if p.loss is None else f"{p.loss:.0%}"
-        mos = "-" if p.mos is None else f"{p.mos:.1f}"
-        line.append(f"{_ms(p.rtt):>5}{_ms(p.jitter):>5}{loss:>5}{mos:>5}{_ago(now - p.since):>7}")
+        if p.state in ("down", "unreachable", "unknown"):
+            # the last figures of a point that no longer answers would mislead
+            line.append(f"{'-':>5}{'-':>5}{'-':>5}{'-':>5}{_ago(now - p.since):>7}")
+        else:
+            loss = "-" if p.loss is None else f"{p.loss:.0%}"
+            mos = "-" if p.mos is None else f"{p.mos:.1f}"
+            line.append(
+                f"{_ms(p.rtt):>5}{_ms(p.jitter):>5}{loss:>5}{mos:>5}{_ago(now - p.since):>7}"
+            )
         lines.append(line)
     if len(shown) < len(bad):
         lines.append(Text(f"   … and {len(bad) - len(shown)} more", "dim"))
@@ -174,7 +185,9 @@ def _attention(s: Snapshot, rows: int, now: float, width: int) -> list[Text]:
 def _events(s: Snapshot, rows: int, tz: zoneinfo.ZoneInfo, width: int) -> list[Text]:
     """The latest state changes, newest first."""
     lines = [Text("Events", "bold")]
-    recent = list(s.events)[-rows:] if rows > 0 else []
+    # first results (unknown -> up) are in the counts; listing 450 of them would bury the news
+    news = [e for e in s.events if not (e["from"] == "unknown" and e["to"] == "up")]
+    recent = news[-rows:] if rows > 0 else []
     for e in reversed(recent):
         at = datetime.datetime.fromtimestamp(float(e["at"]), tz).strftime("%H:%M:%S")
         p = s.points.get(e["point"])

@@ -58,6 +58,9 @@ class ProbeResult:
     loss: float | None = None
     mos: float | None = None
     error: str | None = None
+    #: the probe succeeded but found something an operator must see (e.g. SIP 503):
+    #: the health model counts the point reachable and shows it ``degraded``
+    warning: str | None = None
     phases: tuple[Phase, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
 
@@ -87,10 +90,13 @@ class ProbeContext:
         if self._http is None or self._http.closed:
             import aiohttp
 
+            from monitor.probes.http import TRACE_CONFIG  # phase timings of the http probe
+
             self._http = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(),
                 connector=aiohttp.TCPConnector(limit=256, force_close=True),
                 trust_env=False,
+                trace_configs=[TRACE_CONFIG],
             )
         return self._http
 

@@ -1,0 +1,142 @@
+"""The dashboard as an operator sees it, rendered at fixed terminal sizes."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from rich.console import Console
+
+from monitor.dashboard.model import PointView, Snapshot
+from monitor.dashboard.view import SYMBOL, render
+from monitor.inventory import load_inventory
+from tests.helpers import CONFIGS
+
+NOW = 1_800_000_000.0
+
+
+def snapshot() -> Snapshot:
+    """The 450 Hanoi points: Ba Vì's HQ down (communes unreachable), one commune down, one degraded."""
+    inv = load_inventory(CONFIGS / "hanoi.yaml")
+    s = Snapshot(
+        name=inv.settings.name, url="http://127.0.0.1:9108", connected=True, last_message=NOW - 0.5
+    )
+    for p in inv.points.values():
+        s.points[p.id] = PointView(
+            p.id,
+            p.name,
+            p.district,
+            p.level,
+            p.parent,
+            "up",
+            NOW - 3600,
+            "",
+            0.012,
+            0.002,
+            0.0,
+            4.4,
+        )
+    s.points["ba-vi"].state = "down"
+    s.points["ba-vi"].since = NOW - 120
+    for c in inv.points["ba-vi"].children:
+        s.points[c].state = "unreachable"
+        s.points[c].since = NOW - 118
+    s.points["dong-anh.xuan-non"].state = "down"
+    s.points["dong-anh.xuan-non"].since = NOW - 300
+    s.points["soc-son.minh-tri"].state = "degraded"
+    s.points["soc-son.minh-tri"].mos = 3.1
+    s.events.append(
+        {"point": "ba-vi", "from": "up", "to": "down", "at": NOW - 120, "reason": "2 failed cycles"}
+    )
+    return s
+
+
+def screen(s: Snapshot, width: int, height: int, color: bool = False) -> str:
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        record=True,
+        color_system="truecolor" if color else None,
+        force_terminal=color,
+    )
+    console.print(render(s, width, height, now=NOW))
+    return console.export_text(styles=False)
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (120, 40), (200, 60)])
+def test_fits_the_terminal(width: int, height: int) -> None:
+    """Every size renders within its width and height."""
+    lines = screen(snapshot(), width, height).rstrip("\n").split("\n")
+    assert len(lines) <= height
+    assert all(len(line) <= width for line in lines)
+
+
+def test_120x40_shows_every_district_and_the_worst_first() -> None:
+    """At 120×40: all 30 districts with Vietnamese names, counts, and the down points on top."""
+    text = screen(snapshot(), 120, 40)
+    inv = load_inventory(CONFIGS / "hanoi.yaml")
+    for d in inv.districts():
+        assert d.name in text
+    assert (
+        "● 418 up" in text
+        and "✖ 2 down" in text
+        and "○ 29 unreachable" in text
+        and "◐ 1 degraded" in text
+    )
+    assert "readiness 93.1% (target 98%) ✖" in text
+    attention = text[text.index("Needs attention") :]
+    first = [line for line in attention.splitlines() if "✖" in line or "○" in line or "◐" in line]
+    assert (
+        "Xã Xuân Nộn" in first[0] and "Huyện Ba Vì" in first[1]
+    )  # down first, longest down on top
+    assert "Huyện Ba Vì" in text[text.index("Events") :]
+    # Ba Vì's row: HQ down, its 29 communes unreachable, 0/30 up
+    row = next(line for line in text.splitlines() if line.startswith("Huyện Ba Vì"))
+    assert "HQ✖" in row and "○" * 29 in row and "0/30" in row
+
+
+def test_columns_align_despite_diacritics() -> None:
+    """The commune cells start in the same column on every district row."""
+    text = screen(snapshot(), 120, 40)
+    rows = [line for line in text.splitlines() if "HQ" in line and "/" in line]
+    assert len(rows) == 30
+    assert len({row.index("HQ") for row in rows}) == 1
+
+
+def test_80x24_degrades_to_bars_with_every_district() -> None:
+    """At 80×24 each district is a bar; all 30 are there and Ba Vì's bar is unreachable."""
+    text = screen(snapshot(), 80, 24)
+    for name in ("Ba Đình", "Mỹ Đức", "Ứng Hòa", "Sơn Tây"):
+        assert name in text
+    ba_vi = next(line for line in text.splitlines() if "Ba Vì" in line and "○" in line)
+    assert "0/30" in ba_vi
+
+
+def test_symbols_carry_the_state_without_colour() -> None:
+    """With no colour at all, each state still has its own symbol on screen."""
+    assert len(set(SYMBOL.values())) == len(SYMBOL)
+    text = screen(snapshot(), 120, 40)
+    for state in ("up", "down", "unreachable", "degraded"):
+        assert SYMBOL[state] in text
+
+
+def test_stale_banner_when_the_server_is_gone() -> None:
+    """Disconnected or silent for long: a banner says so, and the last state stays on screen."""
+    s = snapshot()
+    s.connected = False
+    s.error = "connection refused"
+    s.last_message = NOW - 42
+    text = screen(s, 120, 40)
+    assert "NO DATA FROM THE SERVER for 0:42" in text and "connection refused" in text
+    assert "Huyện Ba Vì" in text
+
+
+def test_frame_renders_quickly_enough_to_measure() -> None:
+    """Rendering one 450-point frame works repeatedly (timing itself is measured in bench/)."""
+    s = snapshot()
+    start = time.perf_counter()
+    for _ in range(3):
+        screen(s, 120, 40, color=True)
+    assert time.perf_counter() - start < 30  # only a guard against a hang, not a benchmark
