@@ -1,0 +1,579 @@
+"""SIP OPTIONS probe: the keepalive that video endpoints, MCUs and SBCs answer.
+
+What a caller may rely on:
+
+* ``probe(target, settings, ctx)`` sends one ``OPTIONS sip:<host>:<port>`` request
+  (RFC 3261 §11; the request is built by :func:`build_options`) over
+  ``settings.transport`` (``udp`` or ``tcp``) and returns a ``"sip"``
+  :class:`~monitor.probes.base.ProbeResult`. A network failure is a result with
+  ``ok=False`` and a short ``error``, never an exception. ``settings.timeout`` bounds the
+  whole probe, name resolution included. A host name is resolved and its first address
+  used; the Request-URI keeps the name. (No RFC 3263 NAPTR/SRV lookups: an inventory
+  names each point's host and port.)
+* **Which answers count as alive.** With ``settings.alive_codes`` unset, any *final*
+  response (status >= 200) is alive: a 404, 403 or 405 still proves that a SIP stack
+  received, parsed and answered the request. With a list, only those codes are alive and
+  any other final response is a failure (``error`` = ``"404 Not Found (alive: 200)"``). A
+  provisional code (1xx) listed in ``alive_codes`` ends the probe as soon as it arrives.
+* **503 Service Unavailable** is alive by default (the stack answered; it refuses service,
+  typically overload or maintenance) but is never silent: ``details["notes"]`` carries
+  ``"503 Service Unavailable: ..."`` (and ``Retry-After`` when sent), and
+  ``details["status"]`` is 503. Every other non-2xx final response counted as alive gets a
+  note too. Use ``alive_codes: [200]`` to make such answers failures.
+* **RTT.** ``rtt`` is the time from the *first* transmission to the arrival of the final
+  response, retransmission waits included. With retransmissions, which copy was answered
+  is unknowable (retransmissions are byte-identical by RFC, the same ambiguity TCP meets
+  and Karn's algorithm sidesteps), and measuring from the last copy would make a link
+  slower than T1 look fast. The first-send figure never understates; ``details``
+  also has ``rtt_last_send`` (from the last copy sent before the answer: a lower bound),
+  equal to ``rtt`` when nothing was retransmitted.
+* **UDP** uses one connected datagram socket per probe, so the kernel drops datagrams
+  from any other address and reports ICMP port unreachable as ``ConnectionRefusedError``:
+  the probe then fails at once with ``"port unreachable"`` instead of waiting out the
+  deadline. Retransmission follows the RFC 3261 §17.1.2.2 *non-INVITE* client
+  transaction (Timer E, not the INVITE Timer A): resend after T1 = 0.5 s, doubling the
+  interval up to T2 = 4 s (sends at 0, 0.5, 1.5, 3.5, 7.5, 11.5 s, ...); once a provisional
+  (1xx) response has arrived (Proceeding state) the running Timer E is left to fire and
+  every later interval is T2. Timer F (64*T1) is replaced by the probe's deadline.
+* **TCP** connects, sends once (a reliable transport never retransmits), and reads
+  responses framed by ``Content-Length`` from the stream, at most 64 KiB in all.
+* Responses whose Call-ID, CSeq (``1 OPTIONS``) or top Via branch differ from the
+  request's, and datagrams that do not parse as a SIP response, are ignored and counted in
+  ``details["strays"]``.
+* Phases: ``resolve``, (tcp: ``connect``), ``send``, ``response``. ``details``:
+  ``transport``, ``address``, ``port``, ``local``, ``status``, ``reason``, ``server``,
+  ``user_agent``, ``retransmissions``, ``provisional`` (1xx codes seen, in order),
+  ``strays``, ``rtt_last_send``, ``notes``.
+* Sockets are closed before the probe returns, also when it is cancelled.
+
+Why hand-written: the Python SIP stacks (PJSIP's pjsua2 bindings, the unmaintained
+aiosip) are full user agents with their own transport and dialog management. A keepalive
+needs one request, one matching rule and a tolerant response parser; owning those keeps
+the deadline and every socket's lifetime in the probe's hands, which 450 concurrent
+probes need. :func:`parse_response` is a pure function that never raises on any input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+from monitor import __version__
+from monitor.inventory.model import SipSettings
+from monitor.probes.base import Phase, ProbeContext, ProbeResult, now
+from monitor.probes.tcp import describe_oserror, resolve
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "T1",
+    "T2",
+    "SipResponse",
+    "build_options",
+    "parse_response",
+    "probe",
+    "split_message",
+]
+
+T1 = 0.5
+"""RFC 3261 round-trip time estimate: the first retransmission interval (seconds)."""
+T2 = 4.0
+"""RFC 3261 cap on the retransmission interval of non-INVITE requests (seconds)."""
+MAX_RESPONSE_BYTES = 64 * 1024
+"""The most a TCP probe reads; a SIP response to OPTIONS is normally under 2 KiB."""
+_MAX_DETAIL = 200  # header values copied into details are cut here (a Server header is tiny)
+
+# RFC 3261 §7.3.3 and the IANA registry: the compact forms a response may use.
+_COMPACT = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "n": "identity-info",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+_STATUS_LINE = re.compile(r"SIP/(\d{1,3}\.\d{1,3})[ \t]+(\d{3})(?:[ \t]+(.*))?", re.IGNORECASE)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*\r?$", re.I | re.M)
+_CSEQ = re.compile(r"(\d{1,10})[ \t]+([A-Za-z]+)")
+_BRANCH = re.compile(r";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SOCKTYPE = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
+
+
+def _canonical(name: str) -> str:
+    lower = name.strip().lower()
+    return _COMPACT.get(lower, lower)
+
+
+@dataclass(frozen=True, slots=True)
+class SipResponse:
+    """A parsed SIP response. Header names are lower-case long forms (``v`` -> ``via``)."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    version: str = "2.0"
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header (any case, compact or long name), or ``None``."""
+        wanted = _canonical(name)
+        return next((value for key, value in self.headers if key == wanted), None)
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header, in message order."""
+        wanted = _canonical(name)
+        return [value for key, value in self.headers if key == wanted]
+
+    @property
+    def top_via_branch(self) -> str | None:
+        """The ``branch`` parameter of the topmost Via (first header, first element)."""
+        via = self.header("via")
+        if via is None:
+            return None
+        match = _BRANCH.search(via.split(",", 1)[0])
+        return match.group(1) if match else None
+
+    @property
+    def cseq(self) -> tuple[int, str] | None:
+        """The CSeq number and method, or ``None`` when absent or malformed."""
+        value = self.header("cseq")
+        match = _CSEQ.fullmatch(value.strip()) if value is not None else None
+        return (int(match.group(1)), match.group(2).upper()) if match else None
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    match = _BLANK_LINE.search(data)
+    if match is None:
+        return data, b""  # a datagram without the final blank line: lenient, no body
+    return data[: match.start()], data[match.end() :]
+
+
+def _content_length(head: bytes) -> int | None:
+    match = _CONTENT_LENGTH.search(head)
+    return int(match.group(1)) if match else None
+
+
+def parse_response(data: bytes) -> SipResponse | None:
+    """A SIP response from raw bytes, or ``None`` if they are not one. Never raises.
+
+    Tolerant where real stacks are sloppy: LF-only line ends, leading CRLF keepalives,
+    a missing reason phrase, folded header lines (RFC 3261 §7.3.1), compact header names,
+    header names in any case, lines without a colon (skipped), invalid UTF-8 (replaced).
+    The body is cut to ``Content-Length`` when that header is valid.
+    """
+    head, body = _split_head(data.lstrip(b"\r\n"))
+    lines = head.decode("utf-8", errors="replace").split("\n")
+    status = _STATUS_LINE.fullmatch(lines[0].rstrip("\r").strip())
+    if status is None:
+        return None
+    code = int(status.group(2))
+    if not 100 <= code <= 699:
+        return None
+    headers: list[tuple[str, str]] = []
+    for raw in lines[1:]:
+        line = raw.rstrip("\r")
+        if line[:1] in (" ", "\t"):
+            if headers:  # a folded line continues the previous header's value
+                name, value = headers[-1]
+                headers[-1] = (name, f"{value} {line.strip()}".strip())
+            continue
+        name, colon, value = line.partition(":")
+        if colon and _TOKEN.fullmatch(name.strip()):
+            headers.append((_canonical(name), value.strip()))
+    length = _content_length(head)
+    return SipResponse(
+        status=code,
+        reason=(status.group(3) or "").strip(),
+        headers=tuple(headers),
+        body=body if length is None else body[:length],
+        version=status.group(1),
+    )
+
+
+def split_message(buffer: bytes) -> tuple[bytes, bytes] | None:
+    """The first complete message in a stream buffer and the bytes after it.
+
+    ``None`` means more bytes are needed. Leading CRLFs (RFC 5626 keepalives) are
+    skipped. A message without ``Content-Length`` is taken to have no body (the header is
+    mandatory on streams, RFC 3261 §18.3). Never raises.
+    """
+    data = buffer.lstrip(b"\r\n")
+    match = _BLANK_LINE.search(data)
+    if match is None:
+        return None
+    end = match.end() + (_content_length(data[: match.start()]) or 0)
+    if len(data) < end:
+        return None
+    return data[:end], data[end:]
+
+
+def _uri_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # IPv6 references are bracketed (§19.1.1)
+
+
+def build_options(
+    *,
+    transport: Literal["udp", "tcp"],
+    host: str,
+    port: int,
+    local_ip: str,
+    local_port: int,
+    branch: str,
+    tag: str,
+    call_id: str,
+) -> bytes:
+    """The OPTIONS request, CRLF-terminated, with the headers RFC 3261 §8.1.1 requires."""
+    local = _uri_host(local_ip)
+    target = f"sip:{_uri_host(host)}:{port}"
+    contact = f"<sip:confmon@{local}:{local_port}{';transport=tcp' if transport == 'tcp' else ''}>"
+    lines = [
+        f"OPTIONS {target} SIP/2.0",
+        f"Via: SIP/2.0/{transport.upper()} {local}:{local_port};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:confmon@{local}>;tag={tag}",
+        f"To: <{target}>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 OPTIONS",
+        f"Contact: {contact}",
+        "Accept: application/sdp",
+        f"User-Agent: confmon/{__version__}",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What one probe saw, filled in as it goes; turned into the result at the end."""
+
+    transport: Literal["udp", "tcp"]
+    call_id: str = ""
+    branch: str = ""
+    local: str | None = None
+    sent: list[float] = field(default_factory=list)  # monotonic time of each transmission
+    provisional: list[int] = field(default_factory=list)
+    strays: int = 0
+    final: SipResponse | None = None
+    received: float | None = None
+
+    def request(self, settings: SipSettings, host: str, sockname: tuple[object, ...]) -> bytes:
+        local_ip, local_port = str(sockname[0]), int(str(sockname[1]))
+        self.local = f"{_uri_host(local_ip)}:{local_port}"
+        self.branch = "z9hG4bK" + secrets.token_hex(10)  # RFC 3261 magic cookie prefix
+        self.call_id = f"{secrets.token_hex(12)}@{_uri_host(local_ip)}"
+        return build_options(
+            transport=self.transport,
+            host=host,
+            port=settings.port,
+            local_ip=local_ip,
+            local_port=local_port,
+            branch=self.branch,
+            tag=secrets.token_hex(6),
+            call_id=self.call_id,
+        )
+
+    def accept(self, data: bytes, ends: frozenset[int] | None) -> bool:
+        """Take one received message; True when it is the response that ends the probe."""
+        response = parse_response(data)
+        if (
+            response is None
+            or response.header("call-id") != self.call_id
+            or response.cseq != (1, "OPTIONS")
+            or response.top_via_branch != self.branch
+        ):
+            self.strays += 1
+            return False
+        if response.status < 200 and (ends is None or response.status not in ends):
+            self.provisional.append(response.status)
+            return False
+        self.final, self.received = response, time.monotonic()
+        return True
+
+
+class _UdpTransaction(asyncio.DatagramProtocol):
+    """The RFC 3261 §17.1.2.2 non-INVITE client transaction, minus Timer F and K.
+
+    Timer E drives retransmission; :attr:`done` resolves on the ending response or fails
+    with the socket error (ICMP port/host unreachable) that makes waiting pointless.
+    """
+
+    def __init__(self, exchange: _Exchange, ends: frozenset[int] | None) -> None:
+        self._exchange = exchange
+        self._ends = ends
+        self._transport: asyncio.DatagramTransport | None = None
+        self._request = b""
+        self._interval = T1
+        self._timer: asyncio.TimerHandle | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # cast: Python 3.11's selector datagram transport does not subclass DatagramTransport
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def start(self, request: bytes) -> None:
+        """Send the request and arm Timer E at T1."""
+        self._request = request
+        self._send()
+        self._timer = asyncio.get_running_loop().call_later(T1, self._timer_e)
+
+    def _send(self) -> None:
+        assert self._transport is not None
+        self._exchange.sent.append(time.monotonic())
+        self._transport.sendto(self._request)  # connected socket: no address
+
+    def _timer_e(self) -> None:
+        if self.done.done():
+            return
+        self._send()
+        # Trying: MIN(2*interval, T2). Proceeding (a 1xx arrived): T2 (RFC 3261 §17.1.2.2).
+        self._interval = T2 if self._exchange.provisional else min(2 * self._interval, T2)
+        self._timer = asyncio.get_running_loop().call_later(self._interval, self._timer_e)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        if not self.done.done() and self._exchange.accept(data, self._ends):
+            self.done.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop()
+        if not self.done.done():
+            # Closed by the probe itself (None) means nobody waits any more: cancel rather
+            # than leave an exception that asyncio would log as never retrieved.
+            if exc is None:
+                self.done.cancel()
+            else:
+                self.done.set_exception(exc)
+
+    def stop(self) -> None:
+        """Disarm Timer E."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class _Failure(Exception):
+    """A probe failure with its reason; raised inside the probe, turned into a result."""
+
+
+class _Steps:
+    """Records phases: each :meth:`next` closes the running phase as passed."""
+
+    def __init__(self, first: str) -> None:
+        self.name = first
+        self.started = time.monotonic()
+        self.detail = ""
+        self.phases: list[Phase] = []
+
+    def next(self, name: str, detail: str = "") -> None:
+        self.close(True)
+        self.name, self.detail = name, detail
+
+    def close(self, ok: bool, detail: str | None = None) -> None:
+        end = time.monotonic()
+        text = self.detail if detail is None else detail
+        self.phases.append(Phase(self.name, ok, end - self.started, text))
+        self.started = end
+
+
+async def _udp(
+    exchange: _Exchange,
+    settings: SipSettings,
+    host: str,
+    family: int,
+    sockaddr: tuple[object, ...],
+    step: _Steps,
+) -> None:
+    loop = asyncio.get_running_loop()
+    ends = frozenset(settings.alive_codes) if settings.alive_codes is not None else None
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    transport: asyncio.DatagramTransport | None = None
+    try:
+        sock.setblocking(False)
+        try:
+            # connect() on a datagram socket only picks the route and local address (no
+            # packet), so it does not block; it fails at once when there is no route.
+            sock.connect(sockaddr)
+        except OSError as exc:
+            raise _Failure(describe_oserror(exc)) from None
+        transaction = _UdpTransaction(exchange, ends)
+        transport, _ = await loop.create_datagram_endpoint(lambda: transaction, sock=sock)
+        transaction.start(exchange.request(settings, host, sock.getsockname()))
+        step.next("response", f"udp {exchange.local} -> {_uri_host(str(sockaddr[0]))}")
+        try:
+            await transaction.done
+        except ConnectionRefusedError:
+            raise _Failure("port unreachable") from None
+        except OSError as exc:
+            raise _Failure(describe_oserror(exc)) from None
+        finally:
+            transaction.stop()
+    finally:
+        if transport is not None:
+            transport.close()
+        else:
+            sock.close()
+
+
+async def _tcp(
+    exchange: _Exchange,
+    settings: SipSettings,
+    host: str,
+    family: int,
+    sockaddr: tuple[object, ...],
+    step: _Steps,
+) -> None:
+    loop = asyncio.get_running_loop()
+    ends = frozenset(settings.alive_codes) if settings.alive_codes is not None else None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            raise _Failure(describe_oserror(exc)) from None
+        request = exchange.request(settings, host, sock.getsockname())
+        step.next("send", _uri_host(str(sockaddr[0])))
+        exchange.sent.append(time.monotonic())
+        try:
+            await loop.sock_sendall(sock, request)
+        except OSError as exc:
+            raise _Failure(describe_oserror(exc)) from None
+        step.next("response", f"tcp {exchange.local}")
+        buffer, total = b"", 0
+        while True:
+            try:
+                chunk = await loop.sock_recv(sock, MAX_RESPONSE_BYTES)
+            except OSError as exc:
+                raise _Failure(describe_oserror(exc)) from None
+            if not chunk:
+                raise _Failure("connection closed before a final response")
+            total += len(chunk)
+            buffer += chunk
+            while (framed := split_message(buffer)) is not None:
+                message, buffer = framed
+                if exchange.accept(message, ends):
+                    return
+            if total > MAX_RESPONSE_BYTES:
+                raise _Failure(f"no final response in the first {MAX_RESPONSE_BYTES // 1024} KiB")
+    finally:
+        sock.close()
+
+
+def _clip(value: str | None) -> str | None:
+    return None if value is None else _CONTROL.sub(" ", value)[:_MAX_DETAIL]
+
+
+async def probe(target: str, settings: SipSettings, ctx: ProbeContext) -> ProbeResult:
+    """Send one OPTIONS to ``target:settings.port``; see the module docstring."""
+    del ctx  # one socket per probe: nothing shared
+    at = now()
+    started = time.monotonic()
+    exchange = _Exchange(settings.transport)
+    step = _Steps("resolve")
+    address: str | None = None
+    error: str | None = None
+    warning: str | None = None
+    deadline = asyncio.timeout(settings.timeout)
+    try:
+        async with deadline:
+            try:
+                family, sockaddr = (
+                    await resolve(target, settings.port, _SOCKTYPE[settings.transport])
+                )[0]
+            except socket.gaierror as exc:
+                raise _Failure(f"cannot resolve {target}: {exc.strerror or exc}") from None
+            address = str(sockaddr[0])
+            if settings.transport == "udp":
+                step.next("send", address)
+                await _udp(exchange, settings, target, family, sockaddr, step)
+            else:
+                step.next("connect", address)
+                await _tcp(exchange, settings, target, family, sockaddr, step)
+    except _Failure as exc:
+        error = str(exc)
+        step.close(False, error)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # not our deadline: a bug below, do not disguise it as a timeout
+        error = f"timeout after {settings.timeout:g}s ({step.name})"
+        if step.name == "response":
+            error = f"no response within {settings.timeout:g}s ({len(exchange.sent)} sent)"
+        step.close(False, "timeout")
+
+    details: dict[str, object] = {
+        "transport": settings.transport,
+        "port": settings.port,
+        "retransmissions": max(0, len(exchange.sent) - 1),
+        "provisional": list(exchange.provisional),
+        "strays": exchange.strays,
+    }
+    if address is not None:
+        details["address"] = address
+    if exchange.local is not None:
+        details["local"] = exchange.local
+    rtt: float | None = None
+    final = exchange.final
+    if final is not None and exchange.received is not None:
+        rtt = exchange.received - exchange.sent[0]
+        last_send = max(t for t in exchange.sent if t <= exchange.received)
+        notes: list[str] = []
+        details.update(
+            status=final.status,
+            reason=_clip(final.reason),
+            server=_clip(final.header("server")),
+            user_agent=_clip(final.header("user-agent")),
+            rtt_last_send=exchange.received - last_send,
+            notes=notes,
+        )
+        summary = f"{final.status} {_clip(final.reason)}".strip()
+        alive = settings.alive_codes is None or final.status in settings.alive_codes
+        if not alive:
+            allowed = ", ".join(str(c) for c in settings.alive_codes or ()) or "none"
+            error = f"{summary} (alive: {allowed})"
+        elif final.status == 503:
+            notes.append(f"{summary}: the SIP stack answered but refuses service (overload?)")
+            warning = summary
+        elif final.status >= 300:
+            notes.append(f"{summary}: counted alive, a SIP stack answered")
+        retry_after = final.header("retry-after")
+        if retry_after is not None:
+            details["retry_after"] = _clip(retry_after)
+            notes.append(f"Retry-After: {_clip(retry_after)}")
+        step.close(alive, summary)
+
+    return ProbeResult(
+        probe="sip",
+        target=target,
+        ok=error is None,
+        at=at,
+        duration=time.monotonic() - started,
+        rtt=rtt,
+        error=error,
+        warning=warning,
+        phases=tuple(step.phases),
+        details=details,
+    )
