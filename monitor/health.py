@@ -99,11 +99,16 @@ class PointHealth:
         return _worst(self.latest.values())
 
 
+#: probes whose rtt is one network round trip; http's is time to first byte (connect,
+#: TLS and request: several round trips) and is not held to the rtt threshold
+RTT_PROBES = frozenset({"icmp", "tcp", "sip", "media"})
+
+
 def _worst(results: Iterable[ProbeResult]) -> dict[str, float | None]:
     """Highest rtt, jitter and loss and lowest MOS among ``results`` (None if none has it)."""
     rtt = jitter = loss = mos = None
     for r in results:
-        if r.rtt is not None and (rtt is None or r.rtt > rtt):
+        if r.rtt is not None and r.probe in RTT_PROBES and (rtt is None or r.rtt > rtt):
             rtt = r.rtt
         if r.jitter is not None and (jitter is None or r.jitter > jitter):
             jitter = r.jitter

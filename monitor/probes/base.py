@@ -90,11 +90,11 @@ class ProbeContext:
         if self._http is None or self._http.closed:
             import aiohttp
 
-            from monitor.probes.http import TRACE_CONFIG  # phase timings of the http probe
+            from monitor.probes.http import TRACE_CONFIG, Resolver  # phase timings, lookups
 
             self._http = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(),
-                connector=aiohttp.TCPConnector(limit=256, force_close=True),
+                connector=aiohttp.TCPConnector(limit=256, force_close=True, resolver=Resolver()),
                 trust_env=False,
                 trace_configs=[TRACE_CONFIG],
             )

@@ -57,12 +57,17 @@ def describe_oserror(exc: OSError) -> str:
 async def resolve(host: str, port: int, socktype: int) -> list[Address]:
     """The addresses of ``host`` in resolver order; raises :class:`socket.gaierror`.
 
-    IP literals are answered without the resolver: the default executor runs
+    IP literals are answered without the resolver, and names in the reserved
+    ``.invalid`` domain fail without a query. The default executor runs
     ``getaddrinfo`` on a small thread pool, and 450 probes of literal
     addresses must not queue behind one slow DNS lookup. A timeout around this
     call stops the wait, not the resolver thread (``getaddrinfo`` cannot be
     interrupted); the thread finishes on its own.
     """
+    name = host.rstrip(".").lower()
+    if name == "invalid" or name.endswith(".invalid"):
+        # RFC 6761 §6.4: never resolvable, so never worth a query to a resolver
+        raise socket.gaierror(socket.EAI_NONAME, "reserved name (RFC 6761), never resolved")
     if "%" not in host:  # scoped IPv6 needs getaddrinfo to map the zone to an index
         try:
             ip = ipaddress.ip_address(host)
