@@ -107,7 +107,10 @@ async def _print_events(monitor: Monitor, tz: zoneinfo.ZoneInfo) -> None:
                 continue
             at = datetime.datetime.fromtimestamp(message["at"], tz).strftime("%H:%M:%S")
             name = message.get("name", message["point"])
-            print(f"{at} {message['to']:<11} {name} ({message['point']}): {message['reason']}", flush=True)
+            print(
+                f"{at} {message['to']:<11} {name} ({message['point']}): {message['reason']}",
+                flush=True,
+            )
     finally:
         monitor.unsubscribe(sub)
 
@@ -181,11 +184,11 @@ async def run_demo(opts: DemoOptions) -> int:
         if opts.dashboard:
             from monitor.dashboard.app import run_dashboard
 
-            for n in notices:
-                log.info(n)
             tasks.append(
                 loop.create_task(
-                    run_dashboard(url, refresh_hz=opts.refresh_hz, tz=inv.settings.timezone)
+                    run_dashboard(
+                        url, refresh_hz=opts.refresh_hz, tz=inv.settings.timezone, notes=notices
+                    )
                 )
             )
         else:

@@ -1,9 +1,16 @@
-"""Structured logging: text for people (default) or one JSON object per line for machines."""
+"""Structured logging: text for people (default) or one JSON object per line for machines.
+
+Records go through a queue to a writer thread (QueueHandler/QueueListener), so a
+slow or stuck stderr (a full pipe, a paused terminal) never blocks the event loop.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 from typing import Any
@@ -28,16 +35,26 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
 def setup_logging(fmt: str = "text", level: str = "info") -> None:
     """Log to stderr in ``text`` or ``json``; ``level`` is a logging level name."""
-    handler = logging.StreamHandler(sys.stderr)
+    global _listener
+    stream = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
+        stream.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(
+        stream.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
         )
+    if _listener is not None:
+        _listener.stop()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(records, stream)
+    _listener.start()
+    atexit.register(_listener.stop)  # flushes what is queued when the process exits
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,9 @@ class _Due:
     job: _Job = field(compare=False)
 
 
-async def _safe_probe(fn: ProbeFn, name: str, point: Point, settings: Any, ctx: ProbeContext) -> ProbeResult:
+async def _safe_probe(
+    fn: ProbeFn, name: str, point: Point, settings: Any, ctx: ProbeContext
+) -> ProbeResult:
     """Run one probe; a bug in it becomes a failed result (and a log line), not a dead monitor."""
     start = now()
     try:
@@ -83,18 +85,25 @@ async def _safe_probe(fn: ProbeFn, name: str, point: Point, settings: Any, ctx: 
     except Exception as exc:  # a probe bug must not stop the other 449 points
         log.exception("probe %s of %s crashed", name, point.id)
         error = f"probe crashed: {type(exc).__name__}: {exc}"
-    return ProbeResult(probe=name, target=point.host, ok=False, at=start, duration=now() - start, error=error)
+    return ProbeResult(
+        probe=name, target=point.host, ok=False, at=start, duration=now() - start, error=error
+    )
 
 
 async def probe_point(
-    inv: Inventory, point: Point, probes: Iterable[str], ctx: ProbeContext, limit: asyncio.Semaphore
+    inv: Inventory,
+    point: Point,
+    probes: Iterable[str],
+    ctx: ProbeContext,
+    limit: asyncio.Semaphore,
+    registry: Mapping[str, ProbeFn] = PROBES,
 ) -> list[ProbeResult]:
     """Run the named probes of a point's profile concurrently (each under ``limit``)."""
     profile = inv.profile_of(point)
 
     async def one(name: str) -> ProbeResult:
         async with limit:
-            return await _safe_probe(PROBES[name], name, point, getattr(profile, name), ctx)
+            return await _safe_probe(registry[name], name, point, getattr(profile, name), ctx)
 
     return list(await asyncio.gather(*(one(name) for name in probes)))
 
@@ -102,8 +111,15 @@ async def probe_point(
 class Scheduler:
     """Runs an inventory's probes forever (see the module docstring for the guarantees)."""
 
-    def __init__(self, inv: Inventory, ctx: ProbeContext, sink: CycleSink) -> None:
+    def __init__(
+        self,
+        inv: Inventory,
+        ctx: ProbeContext,
+        sink: CycleSink,
+        registry: Mapping[str, ProbeFn] = PROBES,
+    ) -> None:
         self.inv = inv
+        self.registry = registry
         self.ctx = ctx
         self.sink = sink
         self.stats = SchedulerStats()
@@ -138,12 +154,17 @@ class Scheduler:
         started = loop.time()
         self.stats.in_flight += 1
         try:
-            results = await probe_point(self.inv, job.point, job.probes, self.ctx, self._limit)
+            results = await probe_point(
+                self.inv, job.point, job.probes, self.ctx, self._limit, self.registry
+            )
             elapsed = loop.time() - started
             self.stats.cycles += 1
             self.stats.probes += len(results)
             self.stats.last_cycle_seconds = elapsed
-            self.sink(job.point, results, elapsed)
+            try:
+                self.sink(job.point, results, elapsed)
+            except Exception:  # a consumer's bug must not stop the probing
+                log.exception("handling the results of %s failed", job.point.id)
         finally:
             job.running = False
             self.stats.in_flight -= 1
