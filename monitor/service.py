@@ -93,7 +93,9 @@ class Monitor:
     async def start(self) -> None:
         """Open the event log, resume saved states, start probing and housekeeping."""
         self.eventlog = await EventLog.open(
-            self.state_db, {p.id: p.district for p in self.inv.points.values()}
+            self.state_db,
+            {p.id: p.district for p in self.inv.points.values()},
+            retention=self.inv.settings.event_retention,
         )
         saved = await self.eventlog.last_states()
         self.model.restore(saved, time.time())

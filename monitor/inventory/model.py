@@ -74,6 +74,8 @@ class MonitorSettings(_Strict):
     readiness_target: Ratio = 0.98
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Asia/Ho_Chi_Minh"
     concurrency: Annotated[int, Field(ge=1, le=100_000)] = 512
+    #: how long state changes stay in the event log
+    event_retention: Duration = 30 * 86400.0
 
 
 class Thresholds(_Strict):

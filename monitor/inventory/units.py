@@ -12,14 +12,14 @@ import re
 
 __all__ = ["format_duration", "parse_duration", "parse_host", "parse_point_id", "parse_ratio"]
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|s|m|h)")
-_UNIT_SECONDS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|s|m|h|d)")
+_UNIT_SECONDS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _POINT_ID = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$")
 
 
 def parse_duration(value: object) -> float:
-    """``"20ms"``, ``"5s"``, ``"1m30s"`` or a plain number of seconds -> seconds (float > 0)."""
+    """``"20ms"``, ``"5s"``, ``"1m30s"``, ``"30d"`` or a plain number of seconds -> seconds (float > 0)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration: write e.g. 500ms, 5s or 1m")
     if isinstance(value, int | float):
@@ -43,6 +43,10 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """Seconds -> the shortest config spelling (``0.02`` -> ``"20ms"``)."""
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     if seconds >= 1 and float(seconds).is_integer():

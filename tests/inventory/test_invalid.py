@@ -14,7 +14,8 @@ DATA = Path(__file__).parent / "testdata"
 
 EXPECTED = {
     "unknown-key": "3: monitor.fail_afer: unknown key (did you mean 'fail_after'?); expected one of: "
-    "name, interval, fail_after, recover_after, stale_after, readiness_target, timezone, concurrency",
+    "name, interval, fail_after, recover_after, stale_after, readiness_target, timezone, concurrency,"
+    " event_retention",
     "duplicate-id": "10: points[0].points[1].id: duplicate id 'ba-vi.tan-linh' (first used on line 9)",
     "bad-duration": "3: profiles.room.icmp.spacing: '20 msec' is not a duration: write e.g. 500ms, 5s or 1m",
     "bad-percentage": "1: thresholds.loss: '120%' is out of range: a ratio is between 0% and 100% (0..1)",
