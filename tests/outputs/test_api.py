@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -236,3 +237,50 @@ async def test_restart_resumes_states_without_new_events(tmp_path: Path) -> None
         assert len(await second.eventlog.query(limit=1000)) == before
     finally:
         await second.stop()
+
+
+async def test_dashboard_snapshot_from_a_running_monitor(api: Api, tmp_path: Path) -> None:
+    """`confmon dashboard --snapshot` attaches to the API and writes one frame as SVG and text."""
+    feed_district_down(api.monitor)
+    for name in ("frame.svg", "frame.txt"):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "monitor",
+            "dashboard",
+            "--url",
+            api.base,
+            "--token",
+            TOKEN,
+            "--snapshot",
+            str(tmp_path / name),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+    text = (tmp_path / "frame.txt").read_text(encoding="utf-8")
+    assert "Hội nghị thử" in text and "Huyện Ba Vì" in text and "✖ 1 down" in text
+    assert (tmp_path / "frame.svg").read_text(encoding="utf-8").startswith("<svg")
+
+
+async def test_dashboard_snapshot_without_a_server_fails_cleanly(tmp_path: Path) -> None:
+    """No monitor at the URL: one line naming it, exit 1, no file."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        "dashboard",
+        "--url",
+        f"http://127.0.0.1:{free_port()}",
+        "--snapshot",
+        str(tmp_path / "x.svg"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert (
+        "no answer from http://127.0.0.1:" in err.decode() and "connection refused" in err.decode()
+    )
+    assert not (tmp_path / "x.svg").exists()
