@@ -25,7 +25,6 @@ import signal
 import sys
 import time
 import zoneinfo
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from monitor.inventory import Inventory, load_inventory
 from monitor.lab.addresses import lab_inventory
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab
-from monitor.probes.base import ProbeResult
+from monitor.probes.base import ProbeContext
 from monitor.scenario import Scenario, Step, find_scenario, load_scenario, play
 from monitor.service import Monitor
 
@@ -68,24 +67,6 @@ def demo_inventory(inv: Inventory) -> Inventory:
         for name, p in mapped.profiles.items()
     }
     return replace(mapped, profiles=profiles)
-
-
-class _StaleFilter:
-    """Drops results of some points before the monitor sees them (a lost agent, in scenarios)."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.muted: set[str] = set()
-        self._ingest = monitor.ingest
-        monitor.ingest = self.ingest  # type: ignore[method-assign]
-
-    def ingest(
-        self, point_id: str, results: Sequence[ProbeResult], now: float | None = None
-    ) -> None:
-        if point_id not in self.muted:
-            self._ingest(point_id, results, now)
-
-    def set(self, point_id: str, stale: bool) -> None:
-        (self.muted.add if stale else self.muted.discard)(point_id)
 
 
 async def _print_events(monitor: Monitor, tz: zoneinfo.ZoneInfo) -> None:
@@ -136,17 +117,14 @@ async def run_demo(opts: DemoOptions) -> int:
     tasks: list[asyncio.Task[None]] = []
     try:
         await lab.start()
-        probe_monitor = Monitor(inv)
-        try:
-            await probe_monitor.ctx.icmp()
-            disabled: frozenset[str] = frozenset()
-        except ConfmonError as exc:
-            disabled = frozenset({"icmp"})
-            notices.append(f"ICMP skipped: {exc}")
-        finally:
-            await probe_monitor.ctx.close()
+        async with ProbeContext() as ctx:
+            try:
+                await ctx.icmp()
+                disabled: frozenset[str] = frozenset()
+            except ConfmonError as exc:
+                disabled = frozenset({"icmp"})
+                notices.append(f"ICMP skipped: {exc}")
         monitor = Monitor(inv, disabled_probes=disabled)
-        stale = _StaleFilter(monitor)
         await monitor.start()
         host, port = opts.listen
         runner = await start_api(monitor, host, port)
@@ -160,6 +138,10 @@ async def run_demo(opts: DemoOptions) -> int:
         )
 
         if scenario is not None:
+            muted = monitor.muted
+
+            def mute(pid: str, stale: bool) -> None:
+                (muted.add if stale else muted.discard)(pid)
 
             def impair(pid: str, imp: Impairment | None) -> None:
                 if imp is None:
@@ -176,9 +158,7 @@ async def run_demo(opts: DemoOptions) -> int:
 
             notices.append(f"scenario {scenario.name}: {scenario.description}")
             tasks.append(
-                loop.create_task(
-                    play(scenario, inv, impair=impair, stale=stale.set, announce=announce)
-                )
+                loop.create_task(play(scenario, inv, impair=impair, stale=mute, announce=announce))
             )
 
         if opts.dashboard:

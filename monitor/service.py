@@ -87,6 +87,10 @@ class Monitor:
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler_task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+        self._overruns_seen = 0
+        #: points whose incoming results are dropped, as if their agent were lost
+        #: (the demo's scenarios use it; results never reach the health model)
+        self.muted: set[str] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -113,6 +117,7 @@ class Monitor:
         if not self._opts.probe:
             return
         self.scheduler = Scheduler(self.inv, self.ctx, self._on_cycle)
+        self._overruns_seen = 0  # a new scheduler counts from zero
         self._scheduler_task = asyncio.get_running_loop().create_task(
             self.scheduler.run(), name="confmon-scheduler"
         )
@@ -154,6 +159,8 @@ class Monitor:
         self, point_id: str, results: Sequence[ProbeResult], now: float | None = None
     ) -> None:
         """Feed one cycle of results for a point (from the scheduler or an agent)."""
+        if point_id in self.muted:
+            return
         self._publish(self.model.ingest(point_id, results, time.time() if now is None else now))
 
     def _publish(self, events: list[Event]) -> None:
@@ -208,8 +215,6 @@ class Monitor:
             if self.eventlog is not None and now - last_prune > 3600:
                 last_prune = now
                 await self.eventlog.prune(now)
-
-    _overruns_seen = 0
 
     def _take_pending(self) -> list[Event]:
         pending, self._pending = self._pending, []

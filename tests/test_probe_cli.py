@@ -30,7 +30,10 @@ async def confmon(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 async def lab() -> AsyncIterator[Lab]:
     inv = synthetic_inventory(
-        2, districts=2, profile={"sip": {}, "media": {}, "http": {"port": 18080, "path": "/status"}}
+        2,
+        first_host="127.33.0.1",
+        districts=2,
+        profile={"sip": {}, "media": {}, "http": {"port": 18080, "path": "/status"}},
     )
     async with Lab(inv, seed=1) as running:
         yield running
@@ -38,9 +41,9 @@ async def lab() -> AsyncIterator[Lab]:
 
 async def test_sip_probe_prints_phases_and_exits_0(lab: Lab) -> None:
     """A SIP OPTIONS probe of a lab point succeeds and lists resolve, send and response."""
-    code, out, _ = await confmon("probe", "sip", "127.20.0.1:5060")
+    code, out, _ = await confmon("probe", "sip", "127.33.0.1:5060")
     assert code == 0, out
-    assert out.startswith("sip 127.20.0.1: OK in ")
+    assert out.startswith("sip 127.33.0.1: OK in ")
     for phase in ("resolve", "send", "response"):
         assert phase in out
     assert "status: 200" in out
@@ -48,7 +51,7 @@ async def test_sip_probe_prints_phases_and_exits_0(lab: Lab) -> None:
 
 async def test_media_probe_json(lab: Lab) -> None:
     """--json gives the whole result: RTT, jitter, loss and MOS of the media path."""
-    code, out, _ = await confmon("probe", "media", "127.20.0.2:7078", "-o", "packets=20", "--json")
+    code, out, _ = await confmon("probe", "media", "127.33.0.2:7078", "-o", "packets=20", "--json")
     assert code == 0
     data = json.loads(out)
     assert data["ok"] is True and data["loss"] == 0.0 and data["mos"] > 4.0
@@ -57,7 +60,7 @@ async def test_media_probe_json(lab: Lab) -> None:
 
 async def test_http_probe_takes_a_url(lab: Lab) -> None:
     """An http:// URL sets scheme, port and path."""
-    code, out, _ = await confmon("probe", "http", "http://127.20.0.1:18080/status")
+    code, out, _ = await confmon("probe", "http", "http://127.33.0.1:18080/status")
     assert code == 0, out
     assert "first_byte" in out
 

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from tests.helpers import CONFIGS
 @pytest.fixture
 async def lab(tmp_path: Path) -> AsyncIterator[tuple[Lab, Path]]:
     """The 450 Hanoi points in the lab, and an inventory file pointing at them."""
-    inv = lab_inventory(load_inventory(CONFIGS / "hanoi.yaml"))
+    inv = lab_inventory(load_inventory(CONFIGS / "hanoi.yaml"), IPv4Address("127.31.0.1"))
     path = tmp_path / "lab-hanoi.yaml"
     path.write_text(to_yaml(inv), encoding="utf-8")
     async with Lab(inv, seed=7) as running:

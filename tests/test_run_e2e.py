@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import time
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def scrape_values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
 
 async def test_run_against_the_lab_district_cut(tmp_path: Path) -> None:
     """A cut district HQ goes down within fail_after × interval, its communes unreachable; all outputs agree."""
-    inv = lab_inventory(load_inventory(CONFIGS / "hanoi.yaml"))
+    inv = lab_inventory(load_inventory(CONFIGS / "hanoi.yaml"), IPv4Address("127.32.0.1"))
     inv = inv.__class__(
         **{
             **inv.__dict__,

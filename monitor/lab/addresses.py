@@ -26,23 +26,25 @@ __all__ = ["LAB_BASE", "LAB_NETWORK", "lab_host", "lab_inventory"]
 LAB_BASE = IPv4Address("127.20.0.1")
 #: the loopback block the plan draws from
 LAB_NETWORK = IPv4Network("127.0.0.0/8")
-#: how many points fit between LAB_BASE and the end of 127.0.0.0/8 (the broadcast address excluded)
-_CAPACITY = int(LAB_NETWORK.broadcast_address) - int(LAB_BASE)
 
 
-def lab_host(index: int) -> str:
+def lab_host(index: int, base: IPv4Address = LAB_BASE) -> str:
     """The loopback address of the ``index``-th point (0-based, inventory order)."""
-    if not 0 <= index < _CAPACITY:
+    capacity = int(LAB_NETWORK.broadcast_address) - int(base)
+    if not 0 <= index < capacity:
         raise ConfmonError(
-            f"lab point index {index} is outside the loopback plan (0..{_CAPACITY - 1})"
+            f"lab point index {index} is outside the loopback plan (0..{capacity - 1})"
         )
-    return str(LAB_BASE + index)
+    return str(base + index)
 
 
-def lab_inventory(inv: Inventory) -> Inventory:
-    """A copy of ``inv`` whose points listen on their lab addresses instead of their real hosts."""
+def lab_inventory(inv: Inventory, base: IPv4Address = LAB_BASE) -> Inventory:
+    """A copy of ``inv`` whose points listen on their lab addresses instead of their real hosts.
+
+    ``base`` moves the whole plan (tests use another block than a running demo's).
+    """
     points = {
-        pid: dataclasses.replace(point, host=lab_host(i))
+        pid: dataclasses.replace(point, host=lab_host(i, base))
         for i, (pid, point) in enumerate(inv.points.items())
     }
     return dataclasses.replace(inv, points=points)
