@@ -35,7 +35,7 @@ from aiohttp.typedefs import Middleware
 from monitor.errors import ConfigError, ConfmonError
 from monitor.health import STATES, PointHealth
 from monitor.metrics import CONTENT_TYPE
-from monitor.probes.base import ProbeResult
+from monitor.probes.base import result_json
 from monitor.service import Monitor
 
 __all__ = ["MAX_BODY", "make_app", "start_api"]
@@ -103,28 +103,6 @@ def _param_state(request: web.Request) -> str | None:
     if raw is not None and raw not in {s.value for s in STATES}:
         raise _BadParam(f"state: {raw!r} is not one of {', '.join(s.value for s in STATES)}")
     return raw
-
-
-def _result_json(r: ProbeResult) -> dict[str, Any]:
-    return {
-        "probe": r.probe,
-        "ok": r.ok,
-        "at": r.at,
-        "duration": r.duration,
-        "rtt": r.rtt,
-        "rtt_min": r.rtt_min,
-        "rtt_max": r.rtt_max,
-        "jitter": r.jitter,
-        "loss": r.loss,
-        "mos": r.mos,
-        "error": r.error,
-        "phases": [
-            {"name": p.name, "ok": p.ok, "seconds": p.seconds, "detail": p.detail} for p in r.phases
-        ],
-        "details": {
-            k: v for k, v in r.details.items() if isinstance(v, str | int | float | bool | None)
-        },
-    }
 
 
 def _point_json(h: PointHealth) -> dict[str, Any]:
@@ -212,7 +190,7 @@ async def point(request: web.Request) -> web.Response:
     data = _point_json(h)
     data["children"] = list(h.point.children)
     data["profile"] = h.point.profile
-    data["probes"] = {name: _result_json(r) for name, r in h.latest.items()}
+    data["probes"] = {name: result_json(r) for name, r in h.latest.items()}
     data["history"] = await m.eventlog.query(point=pid, limit=50) if m.eventlog else []
     return _json(data)
 

@@ -27,7 +27,7 @@ from monitor.inventory.model import (
     TcpSettings,
 )
 from monitor.inventory.units import parse_host
-from monitor.probes.base import ProbeContext, ProbeResult
+from monitor.probes.base import ProbeContext, ProbeResult, result_json
 from monitor.probes.registry import PROBES
 
 __all__ = ["build_settings", "run_probe"]
@@ -150,34 +150,13 @@ def print_result(r: ProbeResult, console: Console) -> None:
         console.print(f"  [dim]{key}:[/] {value}", highlight=False)
 
 
-def result_json(r: ProbeResult) -> dict[str, Any]:
-    return {
-        "probe": r.probe,
-        "target": r.target,
-        "ok": r.ok,
-        "at": r.at,
-        "duration": r.duration,
-        "rtt": r.rtt,
-        "rtt_min": r.rtt_min,
-        "rtt_max": r.rtt_max,
-        "jitter": r.jitter,
-        "loss": r.loss,
-        "mos": r.mos,
-        "error": r.error,
-        "phases": [
-            {"name": p.name, "ok": p.ok, "seconds": p.seconds, "detail": p.detail} for p in r.phases
-        ],
-        "details": dict(r.details),
-    }
-
-
 async def run_probe(kind: str, target: str, options: list[str], as_json: bool) -> int:
     """Run one probe and print it; exit code 0 if it succeeded, else 1."""
     host, settings = build_settings(kind, target, options)
     async with ProbeContext() as ctx:
         result = await PROBES[kind](host, settings, ctx)
     if as_json:
-        print(json.dumps(result_json(result), ensure_ascii=False, default=str, indent=2))
+        print(json.dumps(result_json(result), ensure_ascii=False, indent=2))
     else:
         print_result(result, Console(highlight=False))
     return 0 if result.ok else 1

@@ -34,9 +34,9 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from monitor.lab.site import Site, StreamResponder
+from monitor.lab.site import DatagramResponder, Site, StreamResponder
 
 __all__ = ["SipRequest", "SipTcpResponder", "SipUdpResponder", "answer", "parse_request"]
 
@@ -251,21 +251,10 @@ def answer(
     )
 
 
-class SipUdpResponder(asyncio.DatagramProtocol):
+class SipUdpResponder(DatagramResponder):
     """SIP over UDP for one point: one datagram, one request, one reply."""
 
-    __slots__ = ("site", "transport")
-
-    def __init__(self, site: Site) -> None:
-        self.site = site
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # cast, not isinstance: Python 3.11's selector datagram transport does not subclass it
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+    __slots__ = ()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
@@ -277,13 +266,6 @@ class SipUdpResponder(asyncio.DatagramProtocol):
         reply = answer(self.site, request, (addr[0], addr[1]))
         if reply is not None:
             self.site.send(self._sendto, reply, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # an ICMP error about an earlier reply: that client is gone, nothing to do
-
-    def _sendto(self, data: bytes, addr: Any) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
 
 
 class SipTcpResponder(StreamResponder):

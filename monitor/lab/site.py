@@ -16,7 +16,7 @@ use up the lab's file descriptors.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from monitor.inventory import Point
 from monitor.lab.impairment import Impairment
@@ -54,6 +54,34 @@ class Site:
     def send(self, send: Any, *args: Any) -> bool:
         """Send a datagram reply through this point's path."""
         return self.runtime.shaper.datagram(self.path, send, *args)
+
+
+class DatagramResponder(asyncio.DatagramProtocol):
+    """The UDP side of one point's service: replies go out through the site's shaping.
+
+    Subclasses implement ``datagram_received`` and answer with
+    ``self.site.send(self._sendto, reply, addr)``.
+    """
+
+    __slots__ = ("site", "transport")
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # cast, not isinstance: Python 3.11's selector datagram transport does not subclass it
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error about an earlier reply: that client is gone, nothing to do
+
+    def _sendto(self, data: bytes, addr: Any) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
 
 
 class StreamResponder(asyncio.Protocol):

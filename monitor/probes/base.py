@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from monitor.probes.icmp import IcmpEngine
 
-__all__ = ["Phase", "ProbeContext", "ProbeFn", "ProbeResult", "now"]
+__all__ = ["Phase", "ProbeContext", "ProbeFn", "ProbeResult", "now", "result_json"]
 
 
 def now() -> float:
@@ -63,6 +63,38 @@ class ProbeResult:
     warning: str | None = None
     phases: tuple[Phase, ...] = ()
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _plain(value: Any) -> Any:
+    """A details value as JSON can carry it (scalars and lists of them; anything else as text)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def result_json(r: ProbeResult) -> dict[str, Any]:
+    """A result as the API, ``confmon probe --json`` and agents write it."""
+    return {
+        "probe": r.probe,
+        "target": r.target,
+        "ok": r.ok,
+        "at": r.at,
+        "duration": r.duration,
+        "rtt": r.rtt,
+        "rtt_min": r.rtt_min,
+        "rtt_max": r.rtt_max,
+        "jitter": r.jitter,
+        "loss": r.loss,
+        "mos": r.mos,
+        "error": r.error,
+        "warning": r.warning,
+        "phases": [
+            {"name": p.name, "ok": p.ok, "seconds": p.seconds, "detail": p.detail} for p in r.phases
+        ],
+        "details": {k: _plain(v) for k, v in r.details.items()},
+    }
 
 
 class ProbeContext:
