@@ -132,6 +132,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except _BadParam as exc:
         return _error(400, str(exc))
     except web.HTTPException as exc:
+        if exc.status == 404:
+            return _error(404, f"no such path {request.path!r}")
+        if exc.status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ())))
+            resp = _json({"error": f"{request.method} is not allowed here; use {allowed}"}, 405)
+            resp.headers["Allow"] = allowed
+            return resp
         if exc.status >= 400 and exc.content_type != "application/json":
             return _error(exc.status, exc.reason)
         raise
@@ -192,6 +199,8 @@ async def point(request: web.Request) -> web.Response:
     data["profile"] = h.point.profile
     data["probes"] = {name: result_json(r) for name, r in h.latest.items()}
     data["history"] = await m.eventlog.query(point=pid, limit=50) if m.eventlog else []
+    for row in data["history"]:
+        row["name"] = h.point.name
     return _json(data)
 
 
@@ -281,11 +290,9 @@ async def reload(request: web.Request) -> web.Response:
         return _json(
             {"error": "reload failed; the running config is kept", "problems": exc.lines()}, 400
         )
+    except ConfmonError as exc:  # e.g. the demo, which has no config file to re-read
+        return _error(409, str(exc))
     return _json({"status": "ok", "message": message})
-
-
-async def _not_found(request: web.Request) -> web.Response:
-    return _error(404, f"no such path {request.path!r}")
 
 
 def make_app(monitor: Monitor, token: str | None = None) -> web.Application:
@@ -302,7 +309,6 @@ def make_app(monitor: Monitor, token: str | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/-/reload", reload)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
 
 

@@ -92,7 +92,10 @@ class PointHealth:
     quality_bad: bool = False
     quality_reason: str = ""
     in_maintenance: bool = False
-    latest: dict[str, ProbeResult] = field(default_factory=dict)
+    latest: dict[str, ProbeResult] = field(default_factory=dict)  # mutated in place only
+    #: how long a probe's last result still counts, for probes slower than the interval
+    #: (media every 30 s: a result lasts its period plus stale_after, or the point flaps)
+    fresh_for: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float | None]:
         """Worst current rtt/jitter/loss and MOS over the latest probe results."""
@@ -129,7 +132,10 @@ class HealthModel:
         self.district_counts: dict[str, Counter[State]] = {}
         self._tz = zoneinfo.ZoneInfo(inv.settings.timezone)
         for p in inv.points.values():
-            h = PointHealth(p, inv.profile_of(p).reachability(), since=now, last_seen=now)
+            profile = inv.profile_of(p)
+            h = PointHealth(p, profile.reachability(), since=now, last_seen=now)
+            if profile.media is not None:
+                h.fresh_for["media"] = profile.media.every + inv.settings.stale_after
             self.points[p.id] = h
             self.counts[h.state] += 1
             self.district_counts.setdefault(p.district, Counter())[h.state] += 1
@@ -261,11 +267,10 @@ class HealthModel:
 
     def _judge_quality(self, h: PointHealth, now: float) -> None:
         t = self.inv.thresholds
-        fresh_after = now - self.inv.settings.stale_after
         failing: list[str] = []
         good: list[ProbeResult] = []
         for r in h.latest.values():
-            if r.at < fresh_after:
+            if r.at < now - h.fresh_for.get(r.probe, self.inv.settings.stale_after):
                 continue
             if r.ok:
                 good.append(r)

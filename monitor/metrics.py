@@ -17,7 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -25,6 +32,9 @@ from monitor.health import STATES, HealthModel, State
 from monitor.probes.base import ProbeResult
 
 __all__ = ["CONTENT_TYPE", "PointMetricsWriter", "Telemetry"]
+
+# counters' *_created series double the output for nothing a dashboard uses
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -158,6 +168,10 @@ class PointMetricsWriter:
             _header("confmon_readiness_ratio", "(up + degraded) / points not in maintenance.")
         )
         out.append(f"confmon_readiness_ratio {_num(model.readiness())}\n")
+        out.append(
+            _header("confmon_readiness_target", "monitor.readiness_target of the inventory (0..1).")
+        )
+        out.append(f"confmon_readiness_target {_num(model.inv.settings.readiness_target)}\n")
         return "".join(out)
 
 

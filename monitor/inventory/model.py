@@ -177,6 +177,17 @@ class Profile(_Strict):
     media: MediaSettings | None = None
     reachable_by: list[ProbeName] | None = None
 
+    @model_validator(mode="after")
+    def _reachable_by_runs(self) -> Profile:
+        runs = self.probes()
+        for name in self.reachable_by or ():
+            if name not in runs:
+                raise ValueError(
+                    f"reachable_by names {name!r}, which this profile does not run"
+                    f" (it runs: {', '.join(runs) or 'nothing'})"
+                )
+        return self
+
     def probes(self) -> list[str]:
         """Names of the probes this profile runs, in canonical order."""
         return [name for name in PROBE_TYPES if getattr(self, name) is not None]

@@ -59,16 +59,17 @@ def _human(model: BaseModel) -> dict[str, Any]:
     return out
 
 
+def _value(value: Any) -> str:
+    """Any value in YAML flow style."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return _scalar(value)
+
+
 def _flow(mapping: dict[str, Any]) -> str:
-    parts = []
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            parts.append(f"{key}: {_flow(value)}")
-        elif isinstance(value, list):
-            parts.append(f"{key}: [{', '.join(_scalar(v) for v in value)}]")
-        else:
-            parts.append(f"{key}: {_scalar(value)}")
-    return "{" + ", ".join(parts) + "}"
+    return _value(mapping)
 
 
 def _point_fields(inv: Inventory, p: Point) -> dict[str, Any]:
@@ -104,12 +105,17 @@ def to_yaml(inv: Inventory, header: str = "") -> str:
         if fields:
             out.append(f"{section}:")
             out.extend(f"  {k}: {_scalar(v)}" for k, v in fields.items())
+    if inv.maintenance:
+        out.append("maintenance:")
+        for window in inv.maintenance:
+            fields = window.model_dump(by_alias=True, exclude_none=True)
+            out.append(f"  - {_flow(fields)}")
     if inv.profiles:
         out.append("profiles:")
         for name, profile in inv.profiles.items():
             out.append(f"  {_scalar(name)}:")
             for probe, settings in _human(profile).items():
-                out.append(f"    {probe}: {_flow(settings)}")
+                out.append(f"    {probe}: {_value(settings)}")
     return "\n".join(out) + "\n" + points_yaml(inv)
 
 

@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         ),
         epilog=(
             "Impairment keys: delay:40ms, jitter:10ms (uniform ±; dist:normal for a normal "
-            "distribution), loss:5%%, down, sip:503, http:503. An impairment of a point also "
+            "distribution), loss:5%, down, sip:503, http:503. An impairment of a point also "
             "applies to the points below it. POINT may be a pattern such as 'ba-dinh*'."
         ),
     )

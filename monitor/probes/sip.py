@@ -138,7 +138,10 @@ class SipResponse:
     def header(self, name: str) -> str | None:
         """The first value of a header (any case, compact or long name), or ``None``."""
         wanted = _canonical(name)
-        return next((value for key, value in self.headers if key == wanted), None)
+        for key, value in self.headers:  # a plain loop: no generator per lookup (6 per probe)
+            if key == wanted:
+                return value
+        return None
 
     def header_values(self, name: str) -> list[str]:
         """Every value of a header, in message order."""

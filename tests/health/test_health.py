@@ -272,3 +272,15 @@ def test_invariants_over_random_sequences(seq: list[tuple[str, bool, float]]) ->
         assert sum(m.counts.values()) == len(POINTS)
         assert all(v >= 0 for v in m.counts.values())
         assert 0.0 <= m.readiness() <= 1.0
+
+
+def test_media_degradation_lasts_until_the_next_media_result() -> None:
+    """Media runs every 30 s; its bad result keeps the point degraded between runs (no flapping)."""
+    m = HealthModel(inventory(), now=T0)
+    cycle(m, "m", True, T0)
+    m.ingest("m", [r("media", True, T0 + 1, mos=3.0, jitter=0.06, loss=0.0)], T0 + 1)
+    assert m.points["m"].state is State.DEGRADED
+    for step in range(1, 6):  # icmp cycles every 5 s for 25 s, before the next media run
+        assert cycle(m, "m", True, T0 + 1 + 5 * step) == []
+    m.ingest("m", [r("media", True, T0 + 31, mos=4.4, jitter=0.001, loss=0.0)], T0 + 31)
+    assert m.points["m"].state is State.UP

@@ -120,3 +120,21 @@ def test_excel_bom_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str
     sheet.write_bytes(b"\xef\xbb\xbf" + SHEET.encode("utf-8"))
     assert main(["inventory", "import", str(sheet)]) == 0
     assert "Huyện Ba Vì" in capsys.readouterr().out
+
+
+def test_yaml_writer_keeps_maintenance_and_reachability(tmp_path: Path) -> None:
+    """Writing an inventory back out keeps its maintenance windows and reachable_by."""
+    from monitor.inventory import parse_inventory
+    from monitor.inventory.writer import to_yaml
+
+    text = (
+        "profiles: {room: {icmp: {}, sip: {}, reachable_by: [sip]}}\n"
+        "maintenance:\n"
+        '  - {points: [a], start: "2026-11-26 08:00", end: "2026-11-26 10:00", reason: "thay router"}\n'
+        '  - {points: [a], days: [sat, sun], from: "22:00", to: "02:00"}\n'
+        "points:\n  - {id: a, name: Ả, host: 10.0.0.1, profile: room}\n"
+    )
+    inv = parse_inventory(text)
+    again = parse_inventory(to_yaml(inv))
+    assert again.maintenance == inv.maintenance and again.profiles == inv.profiles
+    assert again.maintenance[0].reason == "thay router"

@@ -41,6 +41,8 @@ EXPECTED = {
     "no-profile": "4: points[0]: no profile: set 'profile' on this point (defined: room)",
     "not-a-mapping": "1: expected a mapping with 'points:' at the top, got a list",
     "bad-port": "3: profiles.room.sip.port: must be at most 65535, got 70000",
+    "reachable-by": "1: profiles.room: reachable_by names 'tcp', which this profile does not run"
+    " (it runs: icmp)",
 }
 
 

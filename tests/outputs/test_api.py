@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from monitor.api import start_api
-from monitor.inventory import load_inventory
+from monitor.inventory import Inventory, load_inventory, parse_inventory
 from monitor.service import Monitor
 from tests.helpers import free_port
 from tests.outputs.fixtures import CONFIG, bad, good
@@ -284,3 +284,33 @@ async def test_dashboard_snapshot_without_a_server_fails_cleanly(tmp_path: Path)
         "no answer from http://127.0.0.1:" in err.decode() and "connection refused" in err.decode()
     )
     assert not (tmp_path / "x.svg").exists()
+
+
+async def test_wrong_method_is_405_with_allow(api: Api) -> None:
+    """A known path with the wrong method says which methods it takes."""
+    async with api.session.post(api.base + "/api/v1/status") as resp:
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "GET, HEAD"
+        assert (await resp.json())["error"] == "POST is not allowed here; use GET, HEAD"
+
+
+async def test_reload_without_a_config_file_is_409(tmp_path: Path) -> None:
+    """A monitor not started from a file (the demo) answers reload with a JSON 409, not a 500."""
+    monitor = Monitor(load_inventory_text(), state_db=tmp_path / "ev.sqlite3", probe=False)
+    await monitor.start()
+    port = free_port()
+    runner = await start_api(monitor, "127.0.0.1", port)
+    try:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"http://127.0.0.1:{port}/-/reload") as resp,
+        ):
+            assert resp.status == 409
+            assert (await resp.json())["error"] == "this monitor was not started from a config file"
+    finally:
+        await runner.cleanup()
+        await monitor.stop()
+
+
+def load_inventory_text() -> Inventory:
+    return parse_inventory(CONFIG, "test.yaml")
