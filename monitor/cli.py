@@ -8,6 +8,7 @@ the traceback instead).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -160,6 +161,16 @@ def _rollcall(args: argparse.Namespace) -> int:
         raise
 
 
+def _lab_base(text: str) -> ipaddress.IPv4Address:
+    try:
+        base = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise UsageError(f"--lab-base {text!r} is not an IPv4 address") from None
+    if not base.is_loopback:
+        raise UsageError(f"--lab-base {text}: the lab listens on loopback only (127.0.0.0/8)")
+    return base
+
+
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -178,6 +189,7 @@ def _demo(args: argparse.Namespace) -> int:
         dashboard=not args.no_dashboard,
         seed=args.seed,
         duration=args.duration,
+        lab_base=_lab_base(args.lab_base),
     )
     if not opts.config.exists():
         raise UsageError(f"{opts.config} not found; run from a confmon checkout or pass -c FILE")
@@ -298,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="headless: print one line per state change instead",
     )
     p.add_argument("--seed", type=int, help="seed the lab's random loss and jitter")
+    p.add_argument(
+        "--lab-base",
+        default="127.20.0.1",
+        metavar="ADDRESS",
+        help="first loopback address of the simulated points (default: %(default)s); "
+        "another block lets two demos run side by side",
+    )
     p.add_argument(
         "--duration",
         type=float,

@@ -26,13 +26,14 @@ import sys
 import time
 import zoneinfo
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from monitor.api import start_api
 from monitor.errors import ConfmonError
 from monitor.inventory import Inventory, load_inventory
-from monitor.lab.addresses import lab_inventory
+from monitor.lab.addresses import LAB_BASE, lab_inventory
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab
 from monitor.probes.base import ProbeContext
@@ -57,11 +58,12 @@ class DemoOptions:
     refresh_hz: float = 2.0
     seed: int | None = None
     duration: float | None = None  # seconds; None = until Ctrl-C
+    lab_base: IPv4Address = LAB_BASE  # first lab address; another block lets two demos coexist
 
 
-def demo_inventory(inv: Inventory) -> Inventory:
+def demo_inventory(inv: Inventory, base: IPv4Address = LAB_BASE) -> Inventory:
     """The inventory on lab addresses, with reachability decided by SIP (see the module docstring)."""
-    mapped = lab_inventory(inv)
+    mapped = lab_inventory(inv, base)
     profiles = {
         name: p.model_copy(update={"reachable_by": ["sip"]}) if p.sip is not None else p
         for name, p in mapped.profiles.items()
@@ -99,7 +101,7 @@ async def _print_events(monitor: Monitor, tz: zoneinfo.ZoneInfo) -> None:
 async def run_demo(opts: DemoOptions) -> int:
     """Run the demo until Ctrl-C (or ``opts.duration``); returns the exit code."""
     started = time.monotonic()
-    inv = demo_inventory(load_inventory(opts.config))
+    inv = demo_inventory(load_inventory(opts.config), opts.lab_base)
     scenario: Scenario | None = (
         load_scenario(find_scenario(opts.scenario), inv) if opts.scenario else None
     )
@@ -130,7 +132,7 @@ async def run_demo(opts: DemoOptions) -> int:
         runner = await start_api(monitor, host, port)
         url = f"http://{host}:{port}"
         notices.append(
-            f"{len(inv.points)} lab points on 127.20.0.1-{list(inv.points.values())[-1].host}; "
+            f"{len(inv.points)} lab points on {opts.lab_base}-{list(inv.points.values())[-1].host}; "
             f"metrics and API on {url}/ ; started in {time.monotonic() - started:.1f} s"
         )
         notices.append(

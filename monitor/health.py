@@ -316,7 +316,11 @@ class HealthModel:
         if own is State.DOWN:
             blocker = self._blocked(h.point)
             if blocker is not None:
-                return State.UNREACHABLE, f"uplink {blocker} is down"
+                down = self.points[blocker].own is State.DOWN
+                return (
+                    State.UNREACHABLE,
+                    f"uplink {blocker} is {'down' if down else 'not answering'}",
+                )
             if h.state is State.UNREACHABLE and h.last_ok:
                 return State.UNREACHABLE, "recovering behind its uplink"
             return State.DOWN, h.reason

@@ -282,5 +282,5 @@ def render(
         return Group(*lines)
     bar_rows = min(15, max(1, body_rows - 5))
     bars = _bars(districts, width, bar_rows)
-    rest = max(1, body_rows - len(bars) - 3)
+    rest = max(1, body_rows - len(bars) - 2)  # the attention title and column heads
     return Group(*header, *bars, *_attention(s, rest, now, width))
