@@ -108,18 +108,33 @@ RTT_PROBES = frozenset({"icmp", "tcp", "sip", "media"})
 
 
 def _worst(results: Iterable[ProbeResult]) -> dict[str, float | None]:
-    """Highest rtt, jitter and loss and lowest MOS among ``results`` (None if none has it)."""
+    """Highest rtt, jitter and loss and lowest MOS among ``results`` (None if none has it).
+
+    The rtt is ICMP's when there is an ICMP result: the ICMP engine times replies with the
+    kernel's receive timestamps, while the other probes read the clock when the event loop
+    gets to the reply, so a busy monitor would see its own lag as network delay (and a
+    SIP rtt also includes the endpoint's processing). Without ICMP, the highest of the
+    other one-round-trip probes counts.
+    """
     rtt = jitter = loss = mos = None
+    icmp_rtt = None
     for r in results:
         if r.rtt is not None and r.probe in RTT_PROBES and (rtt is None or r.rtt > rtt):
             rtt = r.rtt
+        if r.probe == "icmp" and r.rtt is not None:
+            icmp_rtt = r.rtt
         if r.jitter is not None and (jitter is None or r.jitter > jitter):
             jitter = r.jitter
         if r.loss is not None and (loss is None or r.loss > loss):
             loss = r.loss
         if r.mos is not None and (mos is None or r.mos < mos):
             mos = r.mos
-    return {"rtt": rtt, "jitter": jitter, "loss": loss, "mos": mos}
+    return {
+        "rtt": icmp_rtt if icmp_rtt is not None else rtt,
+        "jitter": jitter,
+        "loss": loss,
+        "mos": mos,
+    }
 
 
 class HealthModel:

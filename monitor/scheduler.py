@@ -3,8 +3,9 @@
 What a caller may rely on:
 
 - **Spread, not bursts.** Point *i* of *n* starts its cycle at offset ``i/n * interval``
-  (and its media stream at ``i/n * every``), so 450 points at 5 s start one every
-  ~11 ms instead of all at once.
+  (and its media stream at ``i/n * every``), rounded up to the 20 ms grid
+  (:data:`~monitor.probes.base.TICK`): 450 points at 5 s start two per tick instead of
+  all at once, and points due within one tick share the event loop's wake-up.
 - **No drift.** Due times are an absolute schedule on the monotonic clock
   (``start + offset + k * period``); a late wake-up never shifts later cycles.
 - **Overruns are skipped, not queued.** If a point's previous cycle is still
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.inventory import Inventory, Point
-from monitor.probes.base import ProbeContext, ProbeFn, ProbeResult, now
+from monitor.probes.base import ProbeContext, ProbeFn, ProbeResult, aligned, now
 from monitor.probes.registry import PROBES, deadline_of
 
 __all__ = ["CycleSink", "Scheduler", "SchedulerStats", "probe_point"]
@@ -172,9 +173,10 @@ class Scheduler:
     async def run(self) -> None:
         """Probe until cancelled."""
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = aligned(loop.time())
         for job, offset in self._jobs():
-            self._push(start + offset, job)
+            # starts on the TICK grid: points due within the same 20 ms share a wake-up
+            self._push(start + aligned(offset), job)
         try:
             while self._heap:
                 wait = self._heap[0].at - loop.time()

@@ -9,6 +9,7 @@ socket operation.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,30 @@ if TYPE_CHECKING:
 
     from monitor.probes.icmp import IcmpEngine
 
-__all__ = ["Phase", "ProbeContext", "ProbeFn", "ProbeResult", "now", "result_json"]
+__all__ = [
+    "TICK",
+    "Phase",
+    "ProbeContext",
+    "ProbeFn",
+    "ProbeResult",
+    "aligned",
+    "now",
+    "result_json",
+]
+
+
+#: the grid that paced sends and scheduled starts are aligned to on the monotonic clock
+TICK = 0.020
+
+
+def aligned(t: float, step: float = TICK) -> float:
+    """The first multiple of ``step`` at or after ``t`` (monotonic seconds).
+
+    Paced senders that share a grid wake the event loop together: fifteen media
+    streams at 20 ms pacing cost 50 wake-ups a second instead of 750, and on a VM
+    each wake-up from idle costs tens of microseconds before any work is done.
+    """
+    return math.ceil(t / step - 1e-9) * step
 
 
 def now() -> float:

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 
 from monitor.inventory.model import MediaSettings
 from monitor.probes import emodel
-from monitor.probes.base import Phase, ProbeContext, ProbeResult, now
+from monitor.probes.base import Phase, ProbeContext, ProbeResult, aligned, now
 from monitor.probes.tcp import resolve
 
 __all__ = ["MIN_SIZE", "PROBE_NAME", "TAG_SIZE", "probe"]
@@ -239,7 +239,8 @@ async def probe(target: str, settings: MediaSettings, ctx: ProbeContext) -> Prob
         last_send = -math.inf
         # Scheduler hiccups of a few ms on a busy host are caught up; longer gaps are stalls.
         stall = max(settings.pacing, _STALL)
-        anchor = loop.time()
+        # on the pacing grid, so concurrent streams send in the same loop wake-up
+        anchor = aligned(loop.time(), settings.pacing)
         for i in range(settings.packets):
             due = anchor + i * settings.pacing
             # Catch up on timer lateness, but never faster than twice the packet rate.

@@ -284,3 +284,19 @@ def test_media_degradation_lasts_until_the_next_media_result() -> None:
         assert cycle(m, "m", True, T0 + 1 + 5 * step) == []
     m.ingest("m", [r("media", True, T0 + 31, mos=4.4, jitter=0.001, loss=0.0)], T0 + 31)
     assert m.points["m"].state is State.UP
+
+
+def test_rtt_threshold_uses_icmp_when_there_is_one() -> None:
+    """A slow SIP answer (endpoint or monitor lag) does not degrade a point whose ICMP RTT is fine."""
+    m = HealthModel(inventory(), now=T0)
+    events = m.ingest("m", [r("icmp", True, T0, rtt=0.012), r("sip", True, T0, rtt=0.4)], T0)
+    assert [(e.previous, e.state) for e in events] == [(State.UNKNOWN, State.UP)]
+    # without an ICMP figure the SIP rtt is what there is
+    m2 = HealthModel(
+        inventory(
+            CONFIG.replace("room: {icmp: {}, http: {}, media: {}}", "room: {sip: {}, media: {}}")
+        ),
+        now=T0,
+    )
+    m2.ingest("m", [r("sip", True, T0, rtt=0.4)], T0)
+    assert m2.points["m"].state is State.DEGRADED and "rtt 400 ms > 150 ms" in m2.points["m"].reason
