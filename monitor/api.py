@@ -262,8 +262,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if message is None or message.get("type") == "bye":
                 break
             await resp.write(_sse(str(message["type"]), message))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the client went away
     finally:
         m.unsubscribe(sub)
     return resp

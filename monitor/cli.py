@@ -127,7 +127,7 @@ def _dashboard(args: argparse.Namespace) -> int:
             f"--tz {args.tz!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)"
         ) from None
     token = args.token or os.environ.get("CONFMON_API_TOKEN") or None
-    if args.refresh <= 0 or args.refresh > 20:
+    if not 0.1 <= args.refresh <= 20:  # also false for NaN
         raise UsageError(f"--refresh {args.refresh:g}: choose between 0.1 and 20 frames per second")
     if args.snapshot:
         asyncio.run(
@@ -161,6 +161,12 @@ def _rollcall(args: argparse.Namespace) -> int:
         raise
 
 
+def _duration(value: float | None) -> float | None:
+    if value is not None and not 0 < value < 1e9:  # also false for NaN and infinity
+        raise UsageError(f"--duration {value:g}: give a positive number of seconds")
+    return value
+
+
 def _lab_base(text: str) -> ipaddress.IPv4Address:
     try:
         base = ipaddress.IPv4Address(text)
@@ -188,7 +194,7 @@ def _demo(args: argparse.Namespace) -> int:
         listen=parse_listen(args.listen),
         dashboard=not args.no_dashboard,
         seed=args.seed,
-        duration=args.duration,
+        duration=_duration(args.duration),
         lab_base=_lab_base(args.lab_base),
     )
     if not opts.config.exists():

@@ -194,6 +194,8 @@ async def run_demo(opts: DemoOptions) -> int:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if monitor is not None:
+            monitor.close_streams()
         if runner is not None:
             await runner.cleanup()
         if monitor is not None:

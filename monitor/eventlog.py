@@ -67,9 +67,10 @@ class EventLog:
         log = cls(path, districts, retention)
         try:
             await log._call(log._connect)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             log._pool.shutdown(wait=False)
-            raise ConfmonError(f"cannot open event log {path}: {exc}") from None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfmonError(f"cannot open event log {path}: {why} (see --state-db)") from None
         return log
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:

@@ -84,7 +84,8 @@ class PointHealth:
     state: State = State.UNKNOWN
     own: State = State.UNKNOWN  # up/degraded/down/unknown, ignoring topology and maintenance
     since: float = 0.0
-    reason: str = "no result yet"
+    reason: str = "no result yet"  # of the visible state
+    own_reason: str = "no result yet"  # of the point's own down/unknown state, kept apart
     fails: int = 0
     goods: int = 0
     last_seen: float | None = None
@@ -181,7 +182,7 @@ class HealthModel:
                 h.goods = 0
                 if h.fails >= s.fail_after:
                     h.own = State.DOWN
-                    h.reason = self._down_reason(cycle, h.fails)
+                    h.own_reason = self._down_reason(cycle, h.fails)
         self._judge_quality(h, now)
         events: list[Event] = []
         self._update(h, now, events)
@@ -200,7 +201,7 @@ class HealthModel:
                 h.own = State.UNKNOWN
                 h.fails = h.goods = 0
                 h.last_ok = None
-                h.reason = f"no fresh result for {self.inv.settings.stale_after:g}s"
+                h.own_reason = f"no fresh result for {self.inv.settings.stale_after:g}s"
                 changed = True
             in_maint = h.point.id in active
             if in_maint != h.in_maintenance:
@@ -231,6 +232,7 @@ class HealthModel:
             else:
                 h.own = State.UNKNOWN
             self._set(h, state, since, reason)
+            h.own_reason = reason
             h.last_seen = now
 
     def adopt(self, old: HealthModel) -> None:
@@ -248,6 +250,7 @@ class HealthModel:
                 "last_ok",
                 "quality_bad",
                 "quality_reason",
+                "own_reason",
                 "in_maintenance",
             ):
                 setattr(h, name, getattr(before, name))
@@ -312,12 +315,16 @@ class HealthModel:
         h.quality_bad = bool(crossed)
         h.quality_reason = ", ".join(crossed)
 
-    def _blocked(self, point: Point) -> str | None:
-        """The id of an ancestor that is down or failed its last cycle, if any."""
+    def _blocked(self, point: Point, *, down_only: bool = False) -> str | None:
+        """The id of an ancestor that is down or (unless ``down_only``) failed its last cycle."""
         parent = point.parent
         while parent is not None:
             ph = self.points[parent]
-            if ph.own is State.DOWN or ph.last_ok is False or ph.state is State.UNREACHABLE:
+            if (
+                ph.own is State.DOWN
+                or ph.state is State.UNREACHABLE
+                or (ph.last_ok is False and not down_only)
+            ):
                 return parent
             parent = ph.point.parent
         return None
@@ -327,9 +334,14 @@ class HealthModel:
             return State.MAINTENANCE, "maintenance window"
         own = h.own
         if own is State.UNKNOWN:
-            return State.UNKNOWN, h.reason if h.last_ok is None else "waiting for enough cycles"
+            return (
+                State.UNKNOWN,
+                h.own_reason if h.last_ok is None else "waiting for enough cycles",
+            )
         if own is State.DOWN:
-            blocker = self._blocked(h.point)
+            # a point already down on its own stays down through an uplink's single missed
+            # cycle; only an uplink that is really down takes the blame from it
+            blocker = self._blocked(h.point, down_only=h.state is State.DOWN)
             if blocker is not None:
                 down = self.points[blocker].own is State.DOWN
                 return (
@@ -338,7 +350,7 @@ class HealthModel:
                 )
             if h.state is State.UNREACHABLE and h.last_ok:
                 return State.UNREACHABLE, "recovering behind its uplink"
-            return State.DOWN, h.reason
+            return State.DOWN, h.own_reason
         if h.quality_bad:
             return State.DEGRADED, h.quality_reason
         return State.UP, "all probes within thresholds"
@@ -346,7 +358,7 @@ class HealthModel:
     def _update(self, h: PointHealth, now: float, events: list[Event]) -> None:
         state, reason = self._visible(h)
         if state is h.state:
-            h.reason = reason if state is not State.DOWN else h.reason
+            h.reason = reason
             return
         previous = h.state
         self._set(h, state, now, reason)

@@ -63,6 +63,7 @@ async def rollcall(
     # parents first, so children are judged against their uplink's result
     for pid in inv.points:
         model.ingest(pid, results[pid], now)
+    model.tick(now)  # maintenance windows: planned work is not counted against readiness
     return model, results, elapsed
 
 

@@ -102,6 +102,9 @@ async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
             await stop.wait()
             log.info("shutting down")
         finally:
+            monitor.close_streams()  # SSE clients leave now, not after aiohttp's grace period
+            for task in reloads:
+                task.cancel()
             await runner.cleanup()
     finally:
         await monitor.stop()

@@ -88,6 +88,8 @@ class Monitor:
         self._scheduler_task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._overruns_seen = 0
+        self._writing: asyncio.Future[None] | None = None
+        self._writing_batch: list[Event] = []
         #: points whose incoming results are dropped, as if their agent were lost
         #: (the demo's scenarios use it; results never reach the health model)
         self.muted: set[str] = set()
@@ -129,23 +131,43 @@ class Monitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=10.0)
 
-    async def stop(self) -> None:
-        """Stop probing, flush the event log, close everything. Safe to call twice."""
-        self.ready = False
-        await self._stop_scheduler()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=10.0)
-        self._tasks = []
-        if self.eventlog is not None:
-            await self.eventlog.write(self._take_pending())
-            await self.eventlog.close()
-            self.eventlog = None
-        await self.ctx.close()
+    def close_streams(self) -> None:
+        """Tell every subscriber (SSE clients, the dashboard) that the monitor is going away."""
         for sub in list(self._subs):
             sub.put({"type": "bye"})
+
+    async def stop(self) -> None:
+        """Stop probing, flush the event log, close everything. Safe to call twice.
+
+        Whatever failed in the background, the final flush and the closing still run:
+        state changes are written before the process ends.
+        """
+        self.ready = False
+        self.close_streams()
+        try:
+            await self._stop_scheduler()
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=10.0)
+            self._tasks = []
+            if self._writing is not None:
+                # a batch handed to the event log's thread is finished, not abandoned
+                await asyncio.wait([self._writing], timeout=30.0)
+                if not self._writing.done() or self._writing.exception() is not None:
+                    self._pending[:0] = self._writing_batch
+                self._writing = None
+        finally:
+            try:
+                if self.eventlog is not None:
+                    await self.eventlog.write(self._take_pending())
+            except Exception:
+                log.exception("could not write the last events to %s", self.state_db)
+            finally:
+                if self.eventlog is not None:
+                    await self.eventlog.close()
+                    self.eventlog = None
+                await self.ctx.close()
 
     # --- results in -----------------------------------------------------------------------
 
@@ -214,7 +236,10 @@ class Monitor:
                 sub.put(summary)
             if self.eventlog is not None and now - last_prune > 3600:
                 last_prune = now
-                await self.eventlog.prune(now)
+                try:
+                    await self.eventlog.prune(now)
+                except Exception:  # a locked or full database must not stop staleness checks
+                    log.exception("pruning the event log failed; will try again in an hour")
 
     def _take_pending(self) -> list[Event]:
         pending, self._pending = self._pending, []
@@ -227,9 +252,16 @@ class Monitor:
             await asyncio.sleep(0.2)  # gather a cycle's worth of events into one transaction
             batch = self._take_pending()
             if batch and self.eventlog is not None:
+                self._writing_batch = batch
+                self._writing = asyncio.ensure_future(self.eventlog.write(batch))
                 try:
-                    await self.eventlog.write(batch)
+                    # shielded: cancelling this task (shutdown) must not drop a queued write
+                    await asyncio.shield(self._writing)
+                    self._writing = None
+                except asyncio.CancelledError:
+                    raise
                 except Exception:
+                    self._writing = None
                     # keep them for the next try: an event must not be lost to a full disk
                     log.exception("cannot write %d events to the event log; will retry", len(batch))
                     self._pending[:0] = batch

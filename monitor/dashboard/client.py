@@ -54,8 +54,12 @@ async def _refresh_points(
 ) -> None:
     while True:
         await asyncio.sleep(every)
-        points = await _get(session, f"{base}/api/v1/points")
-        snap.apply_points(points["points"])
+        try:
+            points = await _get(session, f"{base}/api/v1/points")
+            snap.apply_points(points["points"])
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
+            # the stream still carries state changes; say the figures are stale, try again
+            snap.error = f"figures not refreshed: {_describe(exc)}"
 
 
 async def _stream(

@@ -64,14 +64,37 @@ class Source:
         )
 
 
+#: more values than this is an alias bomb ("billion laughs"), not an inventory
+MAX_NODES = 1_000_000
+
+
 class _Walker:
     def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
         self.loader = loader
         self.file = file
         self.lines: dict[Loc, int] = {}
         self.issues: list[ConfigIssue] = []
+        self._open: set[int] = set()  # collections being expanded: an alias to one is a loop
+        self._count = 0
+
+    def _fail(self, node: yaml.Node, loc: Loc, message: str) -> ConfigError:
+        return ConfigError([ConfigIssue(node.start_mark.line + 1, _fmt(loc), message, self.file)])
 
     def walk(self, node: yaml.Node, loc: Loc) -> Any:
+        self._count += 1
+        if self._count > MAX_NODES:
+            raise self._fail(node, loc, f"more than {MAX_NODES:,} values: aliases expand too far")
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in self._open:
+                raise self._fail(node, loc, "an alias refers to a value that contains it")
+            self._open.add(id(node))
+            try:
+                return self._walk(node, loc)
+            finally:
+                self._open.discard(id(node))
+        return self._walk(node, loc)
+
+    def _walk(self, node: yaml.Node, loc: Loc) -> Any:
         self.lines.setdefault(loc, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)

@@ -8,6 +8,7 @@ front of it.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 
 __all__ = ["format_duration", "parse_duration", "parse_host", "parse_point_id", "parse_ratio"]
@@ -36,8 +37,8 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"{value!r} is not a duration: write e.g. 500ms, 5s or 1m")
     else:
         raise ValueError(f"{value!r} is not a duration: write e.g. 500ms, 5s or 1m")
-    if not seconds > 0:
-        raise ValueError(f"{value!r} is not a positive duration")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"{value!r} is not a positive, finite duration")
     return seconds
 
 
@@ -69,6 +70,8 @@ def parse_ratio(value: object) -> float:
             raise ValueError(f"{value!r} is not a percentage: write e.g. 2%") from None
     elif isinstance(value, int | float):
         ratio = float(value)
+        if not math.isfinite(ratio):
+            raise ValueError(f"{value!r} is not a ratio: write e.g. 2% or 0.02")
     else:
         raise ValueError(f"{value!r} is not a ratio: write e.g. 2% or 0.02")
     if not 0.0 <= ratio <= 1.0:

@@ -300,3 +300,32 @@ def test_rtt_threshold_uses_icmp_when_there_is_one() -> None:
     )
     m2.ingest("m", [r("sip", True, T0, rtt=0.4)], T0)
     assert m2.points["m"].state is State.DEGRADED and "rtt 400 ms > 150 ms" in m2.points["m"].reason
+
+
+def test_a_point_down_on_its_own_keeps_its_reason_through_uplink_blips() -> None:
+    """A commune already down stays down (no extra events) when its HQ misses one cycle,
+    and after an HQ outage it turns down with its own reason, not the uplink's."""
+    m = HealthModel(inventory(), now=T0)
+    cycle(m, "d", True, T0)
+    cycle(m, "d.b", True, T0)
+    for step in (1, 2):
+        cycle(m, "d", True, T0 + 5 * step)
+        cycle(m, "d.b", False, T0 + 5 * step)
+    assert m.points["d.b"].state is State.DOWN
+    events = cycle(m, "d.b", False, T0 + 15) + cycle(m, "d", False, T0 + 15)  # the HQ misses once
+    events += cycle(m, "d", True, T0 + 20) + cycle(m, "d.b", False, T0 + 20)
+    assert [e for e in events if e[0] == "d.b"] == []
+    assert m.points["d.b"].reason.startswith("4 failed cycles")
+    # now the HQ really goes down, then recovers while the commune still fails
+    for step in (5, 6, 7):
+        cycle(m, "d.b", False, T0 + 5 * step)
+        cycle(m, "d", False, T0 + 5 * step)
+    assert (
+        m.points["d.b"].state is State.UNREACHABLE and m.points["d.b"].reason == "uplink d is down"
+    )
+    for step in (8, 9):
+        cycle(m, "d.b", False, T0 + 5 * step)
+        cycle(m, "d", True, T0 + 5 * step)
+    assert m.points["d"].state is State.UP
+    assert m.points["d.b"].state is State.DOWN
+    assert m.points["d.b"].reason.startswith("9 failed cycles"), m.points["d.b"].reason

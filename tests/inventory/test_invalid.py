@@ -41,6 +41,8 @@ EXPECTED = {
     "no-profile": "4: points[0]: no profile: set 'profile' on this point (defined: room)",
     "not-a-mapping": "1: expected a mapping with 'points:' at the top, got a list",
     "bad-port": "3: profiles.room.sip.port: must be at most 65535, got 70000",
+    "infinite-duration": "1: monitor.interval: inf is not a positive, finite duration",
+    "alias-loop": "1: profiles.again: an alias refers to a value that contains it",
     "reachable-by": "1: profiles.room: reachable_by names 'tcp', which this profile does not run"
     " (it runs: icmp)",
 }
@@ -106,3 +108,16 @@ def test_real_process_prints_no_traceback() -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 'billion laughs' file is one line and exit 2, not an exhausted machine."""
+    lines = ['a0: ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]")
+    lines[0] = "a0: &a0 " + lines[0][4:]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["check-config", str(bomb)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "aliases expand too far" in err

@@ -57,3 +57,39 @@ async def test_events_survive_reopen_and_filter_and_page(tmp_path: Path) -> None
         assert [r["point"] for r in await log.query()] == ["m"]
     finally:
         await log.close()
+
+
+async def test_stop_writes_events_queued_behind_a_slow_query(tmp_path: Path) -> None:
+    """SIGTERM while the log's thread is busy (a long API query): the state change still lands."""
+    import asyncio
+    import sqlite3
+    import time
+
+    from monitor.inventory import parse_inventory
+    from monitor.probes.base import ProbeResult
+    from monitor.service import Monitor
+
+    db = tmp_path / "events.sqlite3"
+    inv = parse_inventory(
+        "monitor: {fail_after: 1}\nprofiles: {p: {tcp: {port: 9}}}\n"
+        "points: [{id: a, name: A, host: 127.0.0.1, profile: p}]\n"
+    )
+    m = Monitor(inv, state_db=db, probe=False)
+    await m.start()
+    assert m.eventlog is not None
+    slow = asyncio.get_running_loop().run_in_executor(m.eventlog._pool, time.sleep, 1.0)
+    m.ingest(
+        "a",
+        [
+            ProbeResult(
+                probe="tcp", target="x", ok=False, at=time.time(), duration=0.0, error="refused"
+            )
+        ],
+    )
+    await asyncio.sleep(0.4)  # the writer has queued its batch behind the slow call
+    await m.stop()
+    await slow
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT previous, state FROM events").fetchall() == [
+            ("unknown", "down")
+        ]
