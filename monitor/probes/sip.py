@@ -26,15 +26,22 @@ What a caller may rely on:
   and Karn's algorithm sidesteps), and measuring from the last copy would make a link
   slower than T1 look fast. The first-send figure never understates; ``details``
   also has ``rtt_last_send`` (from the last copy sent before the answer: a lower bound),
-  equal to ``rtt`` when nothing was retransmitted.
-* **UDP** uses one connected datagram socket per probe, so the kernel drops datagrams
-  from any other address and reports ICMP port unreachable as ``ConnectionRefusedError``:
-  the probe then fails at once with ``"port unreachable"`` instead of waiting out the
-  deadline. Retransmission follows the RFC 3261 §17.1.2.2 *non-INVITE* client
-  transaction (Timer E, not the INVITE Timer A): resend after T1 = 0.5 s, doubling the
-  interval up to T2 = 4 s (sends at 0, 0.5, 1.5, 3.5, 7.5, 11.5 s, ...); once a provisional
-  (1xx) response has arrived (Proceeding state) the running Timer E is left to fire and
-  every later interval is T2. Timer F (64*T1) is replaced by the probe's deadline.
+  equal to ``rtt`` when nothing was retransmitted. Over UDP the arrival is the kernel's
+  receive timestamp (``SO_TIMESTAMPNS``, carried to the monotonic clock as the ICMP
+  engine does), so a busy event loop does not show as network delay; where the kernel
+  gives no stamp, the arrival is when the loop read the datagram.
+* **UDP** uses one connected, non-blocking datagram socket per probe, read with
+  ``loop.add_reader`` and ``recvmsg`` (no asyncio transport: about half the set-up cost,
+  see docs/benchmarks.md), so the kernel drops datagrams from any other address and
+  reports ICMP port unreachable as ``ConnectionRefusedError``: the probe then fails at
+  once with ``"port unreachable"`` instead of waiting out the deadline. A send the kernel
+  refuses for want of buffer space (``EAGAIN``, ``ENOBUFS``) is not counted as sent and is
+  tried again when Timer E next fires; the probe never blocks. Retransmission follows the
+  RFC 3261 §17.1.2.2 *non-INVITE* client transaction (Timer E, not the INVITE Timer A):
+  resend after T1 = 0.5 s, doubling the interval up to T2 = 4 s (sends at 0, 0.5, 1.5,
+  3.5, 7.5, 11.5 s, ...); once a provisional (1xx) response has arrived (Proceeding state)
+  the running Timer E is left to fire and every later interval is T2. Timer F (64*T1) is
+  replaced by the probe's deadline.
 * **TCP** connects, sends once (a reliable transport never retransmits), and reads
   responses framed by ``Content-Length`` from the stream, at most 64 KiB in all.
 * Responses whose Call-ID, CSeq (``1 OPTIONS``) or top Via branch differ from the
@@ -56,12 +63,17 @@ probes need. :func:`parse_response` is a pure function that never raises on any 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import platform
 import re
 import secrets
 import socket
+import struct
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Final, Literal
 
 from monitor import __version__
 from monitor.inventory.model import SipSettings
@@ -118,6 +130,15 @@ _CSEQ = re.compile(r"(\d{1,10})[ \t]+([A-Za-z]+)")
 _BRANCH = re.compile(r";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SOCKTYPE = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
+# Linux's generic SOL_SOCKET number (the socket module does not export it); the same
+# guard as the ICMP engine: a few architectures number SOL_SOCKET options differently.
+_SO_TIMESTAMPNS: Final = 35
+_TIMESTAMPS: Final = sys.platform == "linux" and not platform.machine().startswith(
+    ("mips", "sparc", "alpha", "parisc")
+)
+_TIMESPEC: Final = struct.Struct("@qq")
+_ANCILLARY: Final = socket.CMSG_SPACE(_TIMESPEC.size) + 64
+_MAX_DATAGRAM: Final = 65535
 
 
 def _canonical(name: str) -> str:
@@ -296,8 +317,8 @@ class _Exchange:
             call_id=self.call_id,
         )
 
-    def accept(self, data: bytes, ends: frozenset[int] | None) -> bool:
-        """Take one received message; True when it is the response that ends the probe."""
+    def accept(self, data: bytes, ends: frozenset[int] | None, arrived: float) -> bool:
+        """Take one message that arrived at ``arrived`` (monotonic); True if it ends the probe."""
         response = parse_response(data)
         if (
             response is None
@@ -310,69 +331,101 @@ class _Exchange:
         if response.status < 200 and (ends is None or response.status not in ends):
             self.provisional.append(response.status)
             return False
-        self.final, self.received = response, time.monotonic()
+        self.final, self.received = response, arrived
         return True
 
 
-class _UdpTransaction(asyncio.DatagramProtocol):
+class _UdpTransaction:
     """The RFC 3261 §17.1.2.2 non-INVITE client transaction, minus Timer F and K.
 
     Timer E drives retransmission; :attr:`done` resolves on the ending response or fails
     with the socket error (ICMP port/host unreachable) that makes waiting pointless.
+    :meth:`stop` removes the reader and disarms the timer; the caller closes the socket.
     """
 
-    def __init__(self, exchange: _Exchange, ends: frozenset[int] | None) -> None:
+    def __init__(
+        self, sock: socket.socket, exchange: _Exchange, ends: frozenset[int] | None
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._fd = sock.fileno()
         self._exchange = exchange
         self._ends = ends
-        self._transport: asyncio.DatagramTransport | None = None
         self._request = b""
         self._interval = T1
         self._timer: asyncio.TimerHandle | None = None
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # cast: Python 3.11's selector datagram transport does not subclass DatagramTransport
-        self._transport = cast(asyncio.DatagramTransport, transport)
+        self._reading = False
+        self.done: asyncio.Future[None] = self._loop.create_future()
 
     def start(self, request: bytes) -> None:
-        """Send the request and arm Timer E at T1."""
+        """Start reading, send the request and arm Timer E at T1."""
         self._request = request
+        self._loop.add_reader(self._fd, self._on_readable)
+        self._reading = True
         self._send()
-        self._timer = asyncio.get_running_loop().call_later(T1, self._timer_e)
+        if not self.done.done():
+            self._timer = self._loop.call_later(T1, self._timer_e)
 
     def _send(self) -> None:
-        assert self._transport is not None
-        self._exchange.sent.append(time.monotonic())
-        self._transport.sendto(self._request)  # connected socket: no address
+        sent_at = time.monotonic()  # taken before the send: the RTT never understates
+        try:
+            self._sock.send(self._request)  # connected socket: no address
+        except (BlockingIOError, InterruptedError):
+            return  # send buffer full: not sent, Timer E tries again
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                return  # the same, from the device queue
+            self._fail(exc)  # e.g. ConnectionRefusedError from an earlier ICMP error
+            return
+        self._exchange.sent.append(sent_at)
 
     def _timer_e(self) -> None:
+        self._timer = None
         if self.done.done():
             return
         self._send()
         # Trying: MIN(2*interval, T2). Proceeding (a 1xx arrived): T2 (RFC 3261 §17.1.2.2).
         self._interval = T2 if self._exchange.provisional else min(2 * self._interval, T2)
-        self._timer = asyncio.get_running_loop().call_later(self._interval, self._timer_e)
+        if not self.done.done():
+            self._timer = self._loop.call_later(self._interval, self._timer_e)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        if not self.done.done() and self._exchange.accept(data, self._ends):
-            self.done.set_result(None)
+    def _on_readable(self) -> None:
+        sock, exchange, ends = self._sock, self._exchange, self._ends
+        while not self.done.done():
+            try:
+                data, ancillary, _flags, _source = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP port/host unreachable on the connected socket
+                self._fail(exc)
+                return
+            received_at = time.monotonic()
+            arrived = received_at
+            for level, kind, item in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(item)
+                    # Carry the kernel's wall-clock stamp over to the monotonic clock by
+                    # its age, as the ICMP engine does: only a clock step inside that
+                    # (short) age can distort it.
+                    age = time.time() - (seconds + nanoseconds * 1e-9)
+                    if age > 0.0:
+                        arrived = received_at - age
+            if not exchange.sent or arrived < exchange.sent[0]:
+                arrived = received_at  # a wall-clock step: fall back to the read time
+            if exchange.accept(data, ends, arrived):
+                self.stop()
+                self.done.set_result(None)
 
-    def error_received(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception) -> None:
+        self.stop()
         if not self.done.done():
             self.done.set_exception(exc)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stop()
-        if not self.done.done():
-            # Closed by the probe itself (None) means nobody waits any more: cancel rather
-            # than leave an exception that asyncio would log as never retrieved.
-            if exc is None:
-                self.done.cancel()
-            else:
-                self.done.set_exception(exc)
-
     def stop(self) -> None:
-        """Disarm Timer E."""
+        """Stop reading and disarm Timer E; idempotent."""
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -410,20 +463,23 @@ async def _udp(
     sockaddr: tuple[object, ...],
     step: _Steps,
 ) -> None:
-    loop = asyncio.get_running_loop()
     ends = frozenset(settings.alive_codes) if settings.alive_codes is not None else None
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    transport: asyncio.DatagramTransport | None = None
+    transaction: _UdpTransaction | None = None
     try:
         sock.setblocking(False)
+        if _TIMESTAMPS:
+            # Without it (or where the kernel refuses) the arrival is the loop's read
+            # time, which _on_readable notices by the missing ancillary item.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         try:
             # connect() on a datagram socket only picks the route and local address (no
             # packet), so it does not block; it fails at once when there is no route.
             sock.connect(sockaddr)
         except OSError as exc:
             raise _Failure(describe_oserror(exc)) from None
-        transaction = _UdpTransaction(exchange, ends)
-        transport, _ = await loop.create_datagram_endpoint(lambda: transaction, sock=sock)
+        transaction = _UdpTransaction(sock, exchange, ends)
         transaction.start(exchange.request(settings, host, sock.getsockname()))
         step.next("response", f"udp {exchange.local} -> {_uri_host(str(sockaddr[0]))}")
         try:
@@ -432,13 +488,10 @@ async def _udp(
             raise _Failure("port unreachable") from None
         except OSError as exc:
             raise _Failure(describe_oserror(exc)) from None
-        finally:
-            transaction.stop()
     finally:
-        if transport is not None:
-            transport.close()
-        else:
-            sock.close()
+        if transaction is not None:
+            transaction.stop()  # before close: the reader must not outlive its descriptor
+        sock.close()
 
 
 async def _tcp(
@@ -478,7 +531,7 @@ async def _tcp(
             buffer += chunk
             while (framed := split_message(buffer)) is not None:
                 message, buffer = framed
-                if exchange.accept(message, ends):
+                if exchange.accept(message, ends, time.monotonic()):
                     return
             if total > MAX_RESPONSE_BYTES:
                 raise _Failure(f"no final response in the first {MAX_RESPONSE_BYTES // 1024} KiB")

@@ -660,3 +660,53 @@ def test_no_route_and_no_resolver_in_empty_namespace() -> None:
         "False|send|network unreachable|True",
         "False|connect|network unreachable|True",
     ]
+
+
+# --- kernel receive timestamps and socket lifetime -----------------------------------------
+
+
+async def test_udp_rtt_ignores_event_loop_lag() -> None:
+    """The loop blocked 200 ms after the answer arrived: rtt is the kernel's, not the loop's."""
+    loop = asyncio.get_running_loop()
+
+    def answer_then_block(index: int, request: bytes) -> list[bytes]:
+        # Runs on the next loop iteration, after the reply below is already in the probe's
+        # receive queue and before the probe's reader: a deliberate block, test only.
+        loop.call_soon(time.sleep, 0.2)
+        return [reply(request)]
+
+    rtts: list[float] = []
+    for _ in range(3):  # several samples: one slow scheduling on a loaded machine is no proof
+        async with responder(answer_then_block) as (_, port):
+            result = await run("127.0.0.1", port=port)
+        assert result.ok, result.error
+        assert result.duration >= 0.2
+        assert result.rtt is not None
+        assert result.details["rtt_last_send"] == result.rtt
+        rtts.append(result.rtt)
+    assert min(rtts) < 0.05, rtts
+
+
+def open_fds() -> int:
+    """How many descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_udp_sockets_closed_on_every_exit_path() -> None:
+    """Success, timeout, port unreachable and cancellation all leave no descriptor behind."""
+    before = open_fds()
+    async with responder(answer_nth(0)) as (_, port):
+        for _ in range(5):
+            assert (await run("127.0.0.1", port=port)).ok
+    async with responder(lambda index, request: []) as (_, port):
+        result = await run("127.0.0.1", port=port, timeout="0.3s")
+        assert result.error == "no response within 0.3s (1 sent)"
+        task = asyncio.create_task(run("127.0.0.1", port=port, timeout="5s"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    refused = await run("127.0.0.1", port=free_port(socket.SOCK_DGRAM), timeout="3s")
+    assert refused.error == "port unreachable"
+    await asyncio.sleep(0)
+    assert open_fds() == before
