@@ -19,13 +19,11 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.api import start_api
 from monitor.dashboard.view import STYLE
 from monitor.health import STATES
-from monitor.inventory import load_inventory
 from monitor.service import Monitor
-from tests.helpers import ROOT, free_port, require_binary
-from tests.outputs.fixtures import CONFIG, bad, good, inventory
+from tests.helpers import ROOT, require_binary
+from tests.outputs.fixtures import CONFIG, bad, good, inventory, serving
 from tests.prometheus import prometheus
 
 DASHBOARD = ROOT / "dashboards" / "confmon-overview.json"
@@ -262,16 +260,10 @@ def test_promtool_parses_every_query(tmp_path: Path) -> None:
 
 async def test_prometheus_answers_every_panel_query(tmp_path: Path) -> None:
     """A real Prometheus scraping a fed monitor returns data for every query, and the right data."""
-    config = tmp_path / "test.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    monitor = Monitor(load_inventory(config), state_db=tmp_path / "ev.sqlite3", probe=False)
-    await monitor.start()
-    port = free_port()
-    runner = await start_api(monitor, "127.0.0.1", port)
-    try:
+    async with serving(tmp_path, text=CONFIG) as (monitor, base):
         feed(monitor)
         d = load()
-        async with prometheus(tmp_path, [f"127.0.0.1:{port}"]) as prom:
+        async with prometheus(tmp_path, [base.removeprefix("http://")]) as prom:
             # rate() over 1m needs a few samples in the window
             await prom.wait_for("count_over_time(confmon_readiness_ratio[1m]) >= 3", within=30)
             answers: dict[str, list[dict[str, Any]]] = {}
@@ -289,9 +281,6 @@ async def test_prometheus_answers_every_panel_query(tmp_path: Path) -> None:
                 ) as resp,
             ):
                 assert (await resp.json())["data"] == ["ba-vi", "son-tay"]
-    finally:
-        await runner.cleanup()
-        await monitor.stop()
 
     def one(title: str) -> list[dict[str, Any]]:
         return next(v for k, v in answers.items() if k.startswith(title))

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from monitor.inventory import Inventory, parse_inventory
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from monitor.api import start_api
+from monitor.inventory import Inventory, load_inventory, parse_inventory
 from monitor.probes.base import ProbeResult
+from monitor.service import Monitor
+from tests.helpers import free_port
 
 CONFIG = """
 monitor: {name: "Hội nghị thử", interval: 5s, fail_after: 2, recover_after: 2, stale_after: 20s}
@@ -32,3 +39,33 @@ def good(probe: str, at: float, **kw: float) -> ProbeResult:
 
 def bad(probe: str, at: float) -> ProbeResult:
     return ProbeResult(probe=probe, target="x", ok=False, at=at, duration=1.0, error="timeout")
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    tmp_path: Path, *, text: str | None = CONFIG, token: str | None = None
+) -> AsyncIterator[tuple[Monitor, str]]:
+    """A started Monitor (no probing) with its API on a free loopback port: (monitor, base URL).
+
+    With ``text``, the inventory is written to tmp_path/test.yaml and the monitor can reload
+    it; with ``text=None`` it is built in memory and has no config file (as in the demo).
+    """
+    if text is None:
+        monitor = Monitor(inventory(), state_db=tmp_path / "ev.sqlite3", probe=False)
+    else:
+        config = tmp_path / "test.yaml"
+        config.write_text(text, encoding="utf-8")
+        monitor = Monitor(
+            load_inventory(config),
+            state_db=tmp_path / "ev.sqlite3",
+            probe=False,
+            config_path=config,
+        )
+    await monitor.start()
+    port = free_port()
+    runner = await start_api(monitor, "127.0.0.1", port, token)
+    try:
+        yield monitor, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        await monitor.stop()

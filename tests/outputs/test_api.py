@@ -12,11 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.api import start_api
-from monitor.inventory import Inventory, load_inventory, parse_inventory
+from monitor.inventory import load_inventory
 from monitor.service import Monitor
 from tests.helpers import free_port
-from tests.outputs.fixtures import CONFIG, bad, good
+from tests.outputs.fixtures import CONFIG, bad, good, serving
 
 TOKEN = "s3cret"
 
@@ -35,21 +34,12 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    config = tmp_path / "test.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    monitor = Monitor(
-        load_inventory(config), state_db=tmp_path / "ev.sqlite3", probe=False, config_path=config
-    )
-    await monitor.start()
-    port = free_port()
-    runner = await start_api(monitor, "127.0.0.1", port, TOKEN)
-    client = Api(monitor, f"http://127.0.0.1:{port}", config)
-    try:
-        yield client
-    finally:
-        await client.session.close()
-        await runner.cleanup()
-        await monitor.stop()
+    async with serving(tmp_path, token=TOKEN) as (monitor, base):
+        client = Api(monitor, base, tmp_path / "test.yaml")
+        try:
+            yield client
+        finally:
+            await client.session.close()
 
 
 def feed_district_down(m: Monitor) -> None:
@@ -296,21 +286,10 @@ async def test_wrong_method_is_405_with_allow(api: Api) -> None:
 
 async def test_reload_without_a_config_file_is_409(tmp_path: Path) -> None:
     """A monitor not started from a file (the demo) answers reload with a JSON 409, not a 500."""
-    monitor = Monitor(load_inventory_text(), state_db=tmp_path / "ev.sqlite3", probe=False)
-    await monitor.start()
-    port = free_port()
-    runner = await start_api(monitor, "127.0.0.1", port)
-    try:
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(f"http://127.0.0.1:{port}/-/reload") as resp,
-        ):
-            assert resp.status == 409
-            assert (await resp.json())["error"] == "this monitor was not started from a config file"
-    finally:
-        await runner.cleanup()
-        await monitor.stop()
-
-
-def load_inventory_text() -> Inventory:
-    return parse_inventory(CONFIG, "test.yaml")
+    async with (
+        serving(tmp_path, text=None) as (_, base),
+        aiohttp.ClientSession() as s,
+        s.post(f"{base}/-/reload") as resp,
+    ):
+        assert resp.status == 409
+        assert (await resp.json())["error"] == "this monitor was not started from a config file"

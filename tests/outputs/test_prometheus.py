@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.api import start_api
-from monitor.inventory import load_inventory
-from monitor.service import Monitor
-from tests.helpers import free_port
-from tests.outputs.fixtures import CONFIG
+from tests.outputs.fixtures import serving
 from tests.outputs.test_api import feed_district_down
 from tests.prometheus import prometheus
 
 
 async def test_prometheus_scrapes_and_queries_points(tmp_path: Path) -> None:
     """confmon_points and per-point series are queryable through Prometheus's HTTP API."""
-    config = tmp_path / "test.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    monitor = Monitor(load_inventory(config), state_db=tmp_path / "ev.sqlite3", probe=False)
-    await monitor.start()
-    port = free_port()
-    runner = await start_api(monitor, "127.0.0.1", port)
-    try:
+    async with serving(tmp_path) as (monitor, base):
         feed_district_down(monitor)
-        async with prometheus(tmp_path, [f"127.0.0.1:{port}"]) as prom:
+        async with prometheus(tmp_path, [base.removeprefix("http://")]) as prom:
             down = await prom.wait_for('confmon_points{state="down"}')
             assert float(down[0]["value"][1]) == 1
             unreachable = await prom.query('confmon_points{state="unreachable"}')
@@ -35,6 +25,3 @@ async def test_prometheus_scrapes_and_queries_points(tmp_path: Path) -> None:
             assert info[0]["metric"]["name"] == "Xã Tản Lĩnh"
             state = await prom.query('confmon_point_state{point="ba-vi.tan-linh"} == 1')
             assert state[0]["metric"]["state"] == "unreachable"
-    finally:
-        await runner.cleanup()
-        await monitor.stop()
