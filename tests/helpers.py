@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,24 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def run_in_empty_netns(script: str) -> list[str]:
+    """Run a Python script in a network namespace with no interface up; its output lines.
+
+    Nothing it sends can leave the machine (there is no route at all), which makes it the
+    place to test "no route" and "no resolver" failures. Needs root and unshare(1).
+    """
+    require_root("unshare -n")
+    unshare = require_binary("unshare")
+    out = subprocess.run(
+        [unshare, "--net", sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()

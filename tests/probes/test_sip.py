@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -34,7 +31,7 @@ from monitor.probes.sip import (
     probe,
     split_message,
 )
-from tests.helpers import ROOT, free_port, require_binary, require_root
+from tests.helpers import free_port, run_in_empty_netns
 from tests.kamailio import Kamailio, kamailio_server  # noqa: F401
 
 KAMAILIO_200 = (
@@ -621,9 +618,7 @@ async def test_kamailio_many_concurrent_probes(kamailio: Kamailio) -> None:
 
 def test_no_route_and_no_resolver_in_empty_namespace() -> None:
     """In an empty network namespace, a name cannot resolve and 198.18.0.1 has no route."""
-    require_root("unshare -n")
-    unshare = require_binary("unshare")
-    script = textwrap.dedent(
+    lines = run_in_empty_netns(
         """
         import asyncio
         from monitor.inventory.model import SipSettings
@@ -643,17 +638,6 @@ def test_no_route_and_no_resolver_in_empty_namespace() -> None:
         asyncio.run(main())
         """
     )
-    out = subprocess.run(
-        [unshare, "--net", sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
     assert lines[0].startswith("False|resolve|cannot resolve nowhere.invalid: ")
     assert lines[0].endswith("|True")
     assert lines[1:] == [

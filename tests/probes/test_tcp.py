@@ -6,9 +6,6 @@ import asyncio
 import errno
 import os
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -18,7 +15,7 @@ import pytest
 from monitor.inventory.model import TcpSettings
 from monitor.probes.base import ProbeContext, ProbeResult
 from monitor.probes.tcp import describe_oserror, probe, resolve
-from tests.helpers import ROOT, free_port, require_binary, require_root
+from tests.helpers import free_port, run_in_empty_netns
 
 
 async def run(target: str, port: int, deadline: str = "1s") -> ProbeResult:
@@ -173,9 +170,7 @@ def test_describe_oserror() -> None:
 
 def test_no_route_and_no_resolver_in_empty_namespace() -> None:
     """In an empty network namespace, a name cannot resolve and 198.18.0.1 has no route."""
-    require_root("unshare -n")
-    unshare = require_binary("unshare")
-    script = textwrap.dedent(
+    lines = run_in_empty_netns(
         """
         import asyncio
         from monitor.inventory.model import TcpSettings
@@ -191,17 +186,6 @@ def test_no_route_and_no_resolver_in_empty_namespace() -> None:
         asyncio.run(main())
         """
     )
-    out = subprocess.run(
-        [unshare, "--net", sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
     assert lines[0].startswith("False|resolve|cannot resolve nowhere.invalid: ")
     assert lines[0].endswith("|True")
     assert lines[1] == "False|connect|network unreachable|True"
