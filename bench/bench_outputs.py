@@ -23,10 +23,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from monitor.health import HealthModel
+from monitor.core.health import HealthModel
+from monitor.core.results import ProbeResult
 from monitor.inventory.synthetic import synthetic_inventory
-from monitor.metrics import PointMetricsWriter, Telemetry
-from monitor.probes.base import ProbeResult
+from monitor.outputs.metrics import PointMetricsWriter, Telemetry
 
 
 def results_for(ids: list[str], cycles: int, seed: int = 1) -> list[tuple[str, list[ProbeResult]]]:

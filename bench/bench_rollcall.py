@@ -21,11 +21,11 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from monitor.commands.rollcall import rollcall
 from monitor.inventory import load_inventory
 from monitor.inventory.writer import to_yaml
 from monitor.lab.addresses import lab_inventory
 from monitor.probes.base import ProbeContext
-from monitor.rollcall import rollcall
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = IPv4Address("127.50.0.1")  # away from a demo's 127.20.x block

@@ -5,9 +5,9 @@ Usage (root for ICMP; fping installed):
     .venv/bin/python bench/bench_scheduler.py                    # 450 points, full profile
     .venv/bin/python bench/bench_scheduler.py --case sip10k      # 10,000 points, icmp + sip
 
-What is measured: one process running :class:`monitor.scheduler.Scheduler` with a
+What is measured: one process running :class:`monitor.core.scheduler.Scheduler` with a
 :class:`~monitor.probes.base.ProbeContext` and a sink that feeds every cycle into a
-:class:`~monitor.health.HealthModel`, exactly the probing half of ``confmon run``. Its CPU
+:class:`~monitor.core.health.HealthModel`, exactly the probing half of ``confmon run``. Its CPU
 (user + system, ``time.process_time``, every thread) over ``--seconds`` after a warm-up of
 one interval is divided by the wall time: that is the share of one core it used.
 
@@ -64,11 +64,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.health import HealthModel, State  # noqa: E402
+from monitor.core.health import HealthModel, State  # noqa: E402
+from monitor.core.scheduler import Scheduler, SchedulerStats  # noqa: E402
 from monitor.inventory import Inventory, Point  # noqa: E402
 from monitor.inventory.synthetic import FULL_PROFILE, synthetic_inventory  # noqa: E402
 from monitor.probes.base import ProbeContext, ProbeResult  # noqa: E402
-from monitor.scheduler import Scheduler, SchedulerStats  # noqa: E402
 
 ICMP_SIP: dict[str, Any] = {
     "icmp": FULL_PROFILE["icmp"],

@@ -1,6 +1,6 @@
 """The Grafana dashboard: sound JSON, only metrics that confmon really exposes, queries Prometheus accepts.
 
-The metric check is made against a real scrape of a :class:`~monitor.service.Monitor`
+The metric check is made against a real scrape of a :class:`~monitor.core.service.Monitor`
 fed with results (not against a list kept by hand), and the queries are run by a
 real Prometheus scraping that monitor, with the dashboard's template variables
 filled in as Grafana would.
@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.core.health import STATES
+from monitor.core.service import Monitor
 from monitor.dashboard.view import STYLE
-from monitor.health import STATES
-from monitor.service import Monitor
 from tests.helpers import ROOT, require_binary
 from tests.outputs.fixtures import CONFIG, bad, good, inventory, serving
 from tests.prometheus import prometheus

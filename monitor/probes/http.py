@@ -66,8 +66,9 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from monitor.core.results import Phase, ProbeResult
 from monitor.inventory.model import HttpSettings
-from monitor.probes.base import Phase, ProbeContext, ProbeResult, now
+from monitor.probes.base import ProbeContext, now
 from monitor.probes.tcp import resolve
 
 __all__ = [

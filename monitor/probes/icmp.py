@@ -62,9 +62,10 @@ import time
 from pathlib import Path
 from typing import Final
 
+from monitor.core.results import Phase, ProbeResult
 from monitor.errors import ConfmonError
 from monitor.inventory.model import IcmpSettings
-from monitor.probes.base import Phase, ProbeContext, ProbeResult, now
+from monitor.probes.base import ProbeContext, now
 from monitor.probes.tcp import Address, describe_oserror, resolve
 
 __all__ = ["MAX_SIZE", "IcmpEngine", "probe"]

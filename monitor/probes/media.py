@@ -64,9 +64,10 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from monitor.core.results import Phase, ProbeResult
 from monitor.inventory.model import MediaSettings
 from monitor.probes import emodel
-from monitor.probes.base import Phase, ProbeContext, ProbeResult, aligned, now
+from monitor.probes.base import ProbeContext, aligned, now
 from monitor.probes.tcp import resolve
 
 __all__ = ["MIN_SIZE", "PROBE_NAME", "TAG_SIZE", "probe"]

@@ -76,8 +76,9 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from monitor import __version__
+from monitor.core.results import Phase, ProbeResult
 from monitor.inventory.model import SipSettings
-from monitor.probes.base import Phase, ProbeContext, ProbeResult, now
+from monitor.probes.base import ProbeContext, now
 from monitor.probes.tcp import describe_oserror, resolve
 
 __all__ = [

@@ -28,8 +28,9 @@ import ipaddress
 import socket
 import time
 
+from monitor.core.results import Phase, ProbeResult
 from monitor.inventory.model import TcpSettings
-from monitor.probes.base import Phase, ProbeContext, ProbeResult, now
+from monitor.probes.base import ProbeContext, now
 
 __all__ = ["Address", "describe_oserror", "probe", "resolve"]
 

@@ -6,10 +6,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from monitor.api import start_api
+from monitor.core.results import ProbeResult
+from monitor.core.service import Monitor
 from monitor.inventory import Inventory, load_inventory, parse_inventory
-from monitor.probes.base import ProbeResult
-from monitor.service import Monitor
+from monitor.outputs.api import start_api
 from tests.helpers import free_port
 
 CONFIG = """

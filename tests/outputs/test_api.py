@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from monitor.core.service import Monitor
 from monitor.inventory import load_inventory
-from monitor.service import Monitor
 from tests.helpers import free_port
 from tests.outputs.fixtures import CONFIG, bad, good, serving
 

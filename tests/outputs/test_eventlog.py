@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.eventlog import EventLog
-from monitor.health import Event, State
+from monitor.core.health import Event, State
+from monitor.outputs.eventlog import EventLog
 
 
 def ev(point: str, prev: State, to: State, at: float) -> Event:
@@ -65,9 +65,9 @@ async def test_stop_writes_events_queued_behind_a_slow_query(tmp_path: Path) -> 
     import sqlite3
     import time
 
+    from monitor.core.results import ProbeResult
+    from monitor.core.service import Monitor
     from monitor.inventory import parse_inventory
-    from monitor.probes.base import ProbeResult
-    from monitor.service import Monitor
 
     db = tmp_path / "events.sqlite3"
     inv = parse_inventory(

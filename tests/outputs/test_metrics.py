@@ -7,8 +7,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.health import HealthModel
-from monitor.metrics import PointMetricsWriter, Telemetry
+from monitor.core.health import HealthModel
+from monitor.outputs.metrics import PointMetricsWriter, Telemetry
 from tests.helpers import require_binary
 from tests.outputs.fixtures import bad, good, inventory
 

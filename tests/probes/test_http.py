@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from monitor.core.results import ProbeResult
 from monitor.inventory.model import HttpSettings
 from monitor.probes import http
-from monitor.probes.base import ProbeContext, ProbeResult
+from monitor.probes.base import ProbeContext
 from tests.helpers import free_port, require_binary
 
 PLAIN_PHASES = ["resolve", "connect", "request", "first_byte", "body"]

@@ -21,9 +21,10 @@ from typing import cast
 
 import pytest
 
+from monitor.core.results import ProbeResult
 from monitor.inventory.model import MediaSettings
 from monitor.probes import media
-from monitor.probes.base import ProbeContext, ProbeResult
+from monitor.probes.base import ProbeContext
 from tests.helpers import free_port
 
 RTP = struct.Struct("!BBHII")

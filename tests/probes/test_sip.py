@@ -21,8 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor import __version__
+from monitor.core.results import ProbeResult
 from monitor.inventory.model import SipSettings
-from monitor.probes.base import ProbeContext, ProbeResult
+from monitor.probes.base import ProbeContext
 from monitor.probes.sip import (
     MAX_RESPONSE_BYTES,
     T1,

@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 
+from monitor.core.results import ProbeResult
 from monitor.inventory.model import TcpSettings
-from monitor.probes.base import ProbeContext, ProbeResult
+from monitor.probes.base import ProbeContext
 from monitor.probes.tcp import describe_oserror, probe, resolve
 from tests.helpers import free_port, run_in_empty_netns
 

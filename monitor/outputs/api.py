@@ -32,11 +32,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from monitor.core.health import STATES, PointHealth
+from monitor.core.results import result_json
+from monitor.core.service import Monitor
 from monitor.errors import ConfigError, ConfmonError
-from monitor.health import STATES, PointHealth
-from monitor.metrics import CONTENT_TYPE
-from monitor.probes.base import result_json
-from monitor.service import Monitor
+from monitor.outputs.metrics import CONTENT_TYPE
 
 __all__ = ["MAX_BODY", "make_app", "start_api"]
 

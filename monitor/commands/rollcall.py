@@ -10,6 +10,7 @@ exit code is 0 only when readiness reaches the target (1 otherwise).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import io
@@ -22,10 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from monitor.health import HealthModel, State
+from monitor.commands.common import Subparsers
+from monitor.core.health import HealthModel, State
+from monitor.core.results import ProbeResult
+from monitor.core.scheduler import probe_point
+from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
-from monitor.probes.base import ProbeContext, ProbeResult
-from monitor.scheduler import probe_point
+from monitor.probes.base import ProbeContext
 
 __all__ = ["SPREAD", "report", "rollcall", "run_rollcall"]
 
@@ -162,3 +166,39 @@ async def run_rollcall(inv: Inventory, fmt: str, icmp: bool) -> int:
         ) as progress:
             model, _, elapsed = await rollcall(inv, ctx, progress)
     return 0 if report(model, elapsed, fmt, Console()) else 1
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.inventory import load_inventory
+
+    inv = load_inventory(args.config)
+    try:
+        return asyncio.run(run_rollcall(inv, args.format, icmp=not args.no_icmp))
+    except ConfmonError as exc:
+        if "ICMP" in str(exc) or "ping" in str(exc):
+            raise ConfmonError(f"{exc} (or run with --no-icmp)") from None
+        raise
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``confmon rollcall``."""
+    p = sub.add_parser(
+        "rollcall",
+        help="one readiness pass over every point now; exit 0 only if readiness >= target",
+        description=(
+            "Probe every point once, now, with a progress bar; list the points that are not "
+            "ready, grouped by district, and the readiness. Exit 0 when readiness reaches "
+            "monitor.readiness_target, 1 when it does not, 2 for a bad config."
+        ),
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="inventory YAML")
+    p.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="output format"
+    )
+    p.add_argument("--no-icmp", action="store_true", help="do not run ICMP probes")
+    p.set_defaults(handler=_handle)

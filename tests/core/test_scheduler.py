@@ -8,10 +8,11 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from monitor.core.results import ProbeResult
+from monitor.core.scheduler import Scheduler
 from monitor.inventory import Point
 from monitor.inventory.synthetic import synthetic_inventory
-from monitor.probes.base import TICK, ProbeContext, ProbeResult
-from monitor.scheduler import Scheduler
+from monitor.probes.base import TICK, ProbeContext
 
 
 class Recorder:

@@ -29,8 +29,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.core.results import ProbeResult
 from monitor.inventory import Inventory, Point
-from monitor.probes.base import ProbeContext, ProbeFn, ProbeResult, aligned, now
+from monitor.probes.base import ProbeContext, ProbeFn, aligned, now
 from monitor.probes.registry import PROBES, deadline_of
 
 __all__ = ["CycleSink", "Scheduler", "SchedulerStats", "probe_point"]

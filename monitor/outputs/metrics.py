@@ -28,8 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from monitor.health import STATES, HealthModel, State
-from monitor.probes.base import ProbeResult
+from monitor.core.health import STATES, HealthModel, State
+from monitor.core.results import ProbeResult
 
 __all__ = ["CONTENT_TYPE", "PointMetricsWriter", "Telemetry"]
 

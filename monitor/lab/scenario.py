@@ -36,7 +36,7 @@ from monitor.lab.impairment import Impairment
 
 __all__ = ["SCENARIO_DIR", "Scenario", "Step", "find_scenario", "load_scenario", "play"]
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "configs" / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "scenarios"
 
 log = logging.getLogger("confmon.scenario")
 

@@ -9,6 +9,7 @@ Settings start from the probe's defaults (as in a profile) and are changed with
 
 from __future__ import annotations
 
+import argparse
 import json
 import urllib.parse
 from typing import Any
@@ -17,6 +18,8 @@ import pydantic
 from rich.console import Console
 from rich.table import Table
 
+from monitor.commands.common import Subparsers
+from monitor.core.results import ProbeResult, result_json
 from monitor.errors import UsageError
 from monitor.inventory.model import (
     PROBE_TYPES,
@@ -27,7 +30,7 @@ from monitor.inventory.model import (
     TcpSettings,
 )
 from monitor.inventory.units import parse_host
-from monitor.probes.base import ProbeContext, ProbeResult, result_json
+from monitor.probes.base import ProbeContext
 from monitor.probes.registry import PROBES
 
 __all__ = ["build_settings", "run_probe"]
@@ -160,3 +163,46 @@ async def run_probe(kind: str, target: str, options: list[str], as_json: bool) -
     else:
         print_result(result, Console(highlight=False))
     return 0 if result.ok else 1
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(run_probe(args.type, args.target, args.option, args.json))
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``confmon probe``."""
+    p = sub.add_parser(
+        "probe",
+        help="run one probe now and print every phase (troubleshooting)",
+        description=(
+            "Run one probe against one target and print every phase it went through. "
+            "Exit 0 when it succeeded, 1 when it failed."
+        ),
+        epilog=(
+            "examples:  confmon probe icmp 127.0.0.1 -o count=20  |  confmon probe sip 127.20.0.1:5060 "
+            "-o transport=tcp  |  confmon probe http https://mcu.example/status  |  "
+            "confmon probe media 127.20.0.1:7078 -o packets=200"
+        ),
+    )
+    p.add_argument(
+        "type",
+        choices=("icmp", "tcp", "http", "sip", "media"),
+        metavar="TYPE",
+        help="icmp, tcp, http, sip or media",
+    )
+    p.add_argument("target", metavar="TARGET", help="host, host:port, [v6]:port, or a URL for http")
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a probe setting as in a profile, e.g. -o timeout=2s -o count=10 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_handle)

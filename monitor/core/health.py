@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from monitor.core.results import ProbeResult
 from monitor.inventory import Inventory, Point
-from monitor.probes.base import ProbeResult
 
 __all__ = ["CLEAR_MARGIN", "STATES", "Event", "HealthModel", "PointHealth", "State"]
 

@@ -6,6 +6,7 @@ is flushed); SIGHUP re-reads the config like ``POST /-/reload``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -14,12 +15,13 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.api import start_api
-from monitor.errors import ConfigError, ConfmonError, UsageError
+from monitor.commands.common import Subparsers, add_logging_options, parse_listen
+from monitor.core.service import Monitor
+from monitor.errors import ConfigError, ConfmonError
 from monitor.inventory import Inventory
-from monitor.service import Monitor
+from monitor.outputs.api import start_api
 
-__all__ = ["RunOptions", "default_state_db", "parse_listen", "run_monitor"]
+__all__ = ["RunOptions", "default_state_db", "run_monitor"]
 
 log = logging.getLogger("confmon")
 
@@ -33,15 +35,6 @@ class RunOptions:
     state_db: Path | None = None
     token: str | None = None
     icmp: bool = True
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (loopback) -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9108")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
 
 
 def default_state_db(config: Path) -> Path:
@@ -111,3 +104,59 @@ async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def _handle(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from monitor.inventory import load_inventory
+    from monitor.logs import setup_logging
+
+    inv = load_inventory(args.config)
+    opts = RunOptions(
+        config=Path(args.config),
+        listen=parse_listen(args.listen),
+        state_db=Path(args.state_db) if args.state_db else None,
+        token=args.api_token or os.environ.get("CONFMON_API_TOKEN") or None,
+        icmp=not args.no_icmp,
+    )
+    setup_logging(args.log_format, args.log_level)
+    return asyncio.run(run_monitor(inv, opts))
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``confmon run``."""
+    p = sub.add_parser(
+        "run",
+        help="single-node monitor: probes, health, /metrics and API, event log",
+        description=(
+            "Probe every point of the inventory, keep their health, and serve /metrics, the "
+            "JSON API (/api/v1/...) and an SSE stream. SIGHUP or POST /-/reload re-reads the "
+            "config; SIGINT/SIGTERM stop cleanly."
+        ),
+    )
+    p.add_argument("-c", "--config", required=True, metavar="FILE", help="inventory YAML")
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9108",
+        metavar="HOST:PORT",
+        help="HTTP address (default: %(default)s)",
+    )
+    p.add_argument(
+        "--state-db",
+        metavar="PATH",
+        help="SQLite event log (default: $XDG_STATE_HOME/confmon/<config name>.sqlite3)",
+    )
+    p.add_argument(
+        "--api-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on /api and /-/ (or set CONFMON_API_TOKEN)",
+    )
+    p.add_argument(
+        "--no-icmp", action="store_true", help="do not run ICMP probes (no raw/ping socket needed)"
+    )
+    add_logging_options(p)
+    p.set_defaults(handler=_handle)

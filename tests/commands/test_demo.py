@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from monitor.inventory import load_inventory
-from monitor.scenario import SCENARIO_DIR
+from monitor.lab.scenario import SCENARIO_DIR
 from tests.helpers import CONFIGS, ROOT, free_port, require_binary
 
 CUT_AT = 2.0  # seconds after the monitor started

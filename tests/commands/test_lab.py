@@ -15,11 +15,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from monitor.cli import _Parser, main
+from monitor.cli import main
+from monitor.commands.common import Parser
+from monitor.commands.lab import add_parser, parse_impair_options
 from monitor.errors import UsageError
 from monitor.inventory import Inventory, load_inventory
 from monitor.lab import Impairment
-from monitor.lab.cli import add_parser, parse_impair_options
 from tests.helpers import ROOT, free_port
 from tests.lab.clients import parse_sip, sip_request, udp_client, write_inventory
 
@@ -34,12 +35,12 @@ def _lab_argv() -> list[str]:
             code = int(exc.code or 0)
     if code == 0:
         return [sys.executable, "-m", "monitor", "lab"]
-    return [sys.executable, "-m", "monitor.lab.cli"]
+    return [sys.executable, "-m", "monitor.commands.lab"]
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="confmon")
-    add_parser(parser.add_subparsers(parser_class=_Parser))
+    parser = Parser(prog="confmon")
+    add_parser(parser.add_subparsers(parser_class=Parser))
     return parser.parse_args(["lab", *argv])
 
 

@@ -17,9 +17,11 @@ screen at start:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime
+import ipaddress
 import logging
 import signal
 import sys
@@ -30,19 +32,20 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from monitor.api import start_api
-from monitor.errors import ConfmonError
+from monitor.commands.common import Subparsers, parse_listen
+from monitor.core.service import Monitor
+from monitor.errors import ConfmonError, UsageError
 from monitor.inventory import Inventory, load_inventory
 from monitor.lab.addresses import LAB_BASE, lab_inventory
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab
+from monitor.lab.scenario import Scenario, Step, find_scenario, load_scenario, play
+from monitor.outputs.api import start_api
 from monitor.probes.base import ProbeContext
-from monitor.scenario import Scenario, Step, find_scenario, load_scenario, play
-from monitor.service import Monitor
 
 __all__ = ["DEFAULT_CONFIG", "DemoOptions", "demo_inventory", "run_demo"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "hanoi.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "hanoi.yaml"
 
 log = logging.getLogger("confmon")
 
@@ -205,3 +208,87 @@ async def run_demo(opts: DemoOptions) -> int:
             loop.remove_signal_handler(sig)
         if not opts.dashboard:
             print("demo stopped", file=sys.stderr)
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def _duration(value: float | None) -> float | None:
+    if value is not None and not 0 < value < 1e9:  # also false for NaN and infinity
+        raise UsageError(f"--duration {value:g}: give a positive number of seconds")
+    return value
+
+
+def _lab_base(text: str) -> ipaddress.IPv4Address:
+    try:
+        base = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise UsageError(f"--lab-base {text!r} is not an IPv4 address") from None
+    if not base.is_loopback:
+        raise UsageError(f"--lab-base {text}: the lab listens on loopback only (127.0.0.0/8)")
+    return base
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from monitor.logs import setup_logging
+
+    if args.no_dashboard:
+        setup_logging("text", "warning")
+    else:
+        setup_logging("text", "critical")  # the dashboard owns the screen
+    opts = DemoOptions(
+        config=Path(args.config) if args.config else DEFAULT_CONFIG,
+        scenario=args.scenario,
+        listen=parse_listen(args.listen),
+        dashboard=not args.no_dashboard,
+        seed=args.seed,
+        duration=_duration(args.duration),
+        lab_base=_lab_base(args.lab_base),
+    )
+    if not opts.config.exists():
+        raise UsageError(f"{opts.config} not found; run from a confmon checkout or pass -c FILE")
+    return asyncio.run(run_demo(opts))
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``confmon demo``."""
+    p = sub.add_parser(
+        "demo",
+        help="the whole thing on loopback: 450 simulated Hanoi points, monitor, API, dashboard",
+        description=(
+            "Start the lab (the 450 Hanoi meeting points simulated on loopback), the monitor, "
+            "/metrics and the API on 127.0.0.1:9108, and the live dashboard, in one process. "
+            "--scenario plays a scripted incident from configs/scenarios/. Ctrl-C exits."
+        ),
+        epilog="scenarios: uplink-loss, rising-jitter, flapping, lost-agent, recovery (or a path to a YAML file)",
+    )
+    p.add_argument("--scenario", metavar="NAME", help="play a scripted incident, e.g. uplink-loss")
+    p.add_argument(
+        "-c", "--config", metavar="FILE", help="inventory to simulate (default: configs/hanoi.yaml)"
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9108",
+        metavar="HOST:PORT",
+        help="API address (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="headless: print one line per state change instead",
+    )
+    p.add_argument("--seed", type=int, help="seed the lab's random loss and jitter")
+    p.add_argument(
+        "--lab-base",
+        default="127.20.0.1",
+        metavar="ADDRESS",
+        help="first loopback address of the simulated points (default: %(default)s); "
+        "another block lets two demos run side by side",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long (default: until Ctrl-C)",
+    )
+    p.set_defaults(handler=_handle)

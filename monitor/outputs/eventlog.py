@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from monitor.core.health import Event, State
 from monitor.errors import ConfmonError
-from monitor.health import Event, State
 
 __all__ = ["EventLog"]
 

@@ -8,9 +8,9 @@ import zoneinfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.health import HealthModel, State
+from monitor.core.health import HealthModel, State
+from monitor.core.results import ProbeResult
 from monitor.inventory import Inventory, parse_inventory
-from monitor.probes.base import ProbeResult
 
 CONFIG = """
 monitor: {interval: 5s, fail_after: 2, recover_after: 2, stale_after: 20s}

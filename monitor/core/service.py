@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor.core.health import Event, HealthModel
+from monitor.core.results import ProbeResult
+from monitor.core.scheduler import Scheduler
 from monitor.errors import ConfigError, ConfmonError
-from monitor.eventlog import EventLog
-from monitor.health import Event, HealthModel
 from monitor.inventory import Inventory, Point, load_inventory
-from monitor.metrics import PointMetricsWriter, Telemetry
-from monitor.probes.base import ProbeContext, ProbeResult
-from monitor.scheduler import Scheduler
+from monitor.outputs.eventlog import EventLog
+from monitor.outputs.metrics import PointMetricsWriter, Telemetry
+from monitor.probes.base import ProbeContext
 
 __all__ = ["Monitor", "Subscription"]
 

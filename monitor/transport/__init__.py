@@ -1,0 +1,1 @@
+"""How results reach the core: in-process from a local scheduler (MQTT comes next)."""
