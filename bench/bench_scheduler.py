@@ -68,6 +68,7 @@ from monitor.core.health import HealthModel, State  # noqa: E402
 from monitor.core.scheduler import Scheduler, SchedulerStats  # noqa: E402
 from monitor.inventory import Inventory, Point  # noqa: E402
 from monitor.inventory.synthetic import FULL_PROFILE, synthetic_inventory  # noqa: E402
+from monitor.probes import icmp  # noqa: E402
 from monitor.probes.base import ProbeContext, ProbeResult  # noqa: E402
 
 ICMP_SIP: dict[str, Any] = {
@@ -281,7 +282,7 @@ async def measure(
                 outcomes[(r.probe, r.ok)] += 1
 
     async with ProbeContext() as ctx:
-        await ctx.icmp()  # fail now, with the fix, if ICMP is not permitted
+        await icmp.engine(ctx)  # fail now, with the fix, if ICMP is not permitted
         scheduler = Scheduler(inv, ctx, sink)
         task = asyncio.get_running_loop().create_task(scheduler.run())
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,9 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: commands that reload on SIGHUP: the signal must not end them before their handler exists
+_RELOADING = frozenset({"run", "server"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in _RELOADING and hasattr(signal, "SIGHUP"):
+        # ignored from the first moment (SIGHUP's default action ends the process) until
+        # the event loop installs the reload handler
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)

@@ -23,7 +23,7 @@ from monitor.core.health import STATES
 from monitor.core.service import Monitor
 from monitor.dashboard.view import STYLE
 from tests.helpers import ROOT, require_binary
-from tests.outputs.fixtures import CONFIG, bad, good, inventory, serving
+from tests.outputs.fixtures import CONFIG, bad, feed, good, inventory, serving
 from tests.prometheus import prometheus
 
 DASHBOARD = ROOT / "dashboards" / "confmon-overview.json"
@@ -96,17 +96,19 @@ def substitute(expr: str) -> str:
     return out
 
 
-def feed(m: Monitor) -> None:
+def put_in_four_states(m: Monitor) -> None:
     """Results that put the fixture's points in four different states, and some telemetry."""
     now = time.time()
     for step in range(3):
         at = now - 10 + 5 * step
-        m.ingest(
+        feed(
+            m,
             "son-tay",
             [good("icmp", at, rtt=0.012, jitter=0.002, loss=0.0), good("sip", at, rtt=0.02)],
             at,
         )
-        m.ingest(
+        feed(
+            m,
             "ba-vi",
             [
                 good("icmp", at, rtt=0.03, jitter=0.004, loss=0.0),
@@ -116,7 +118,7 @@ def feed(m: Monitor) -> None:
             ],
             at,
         )
-        m.ingest("ba-vi.tan-linh", [bad("icmp", at), bad("sip", at)], at)
+        feed(m, "ba-vi.tan-linh", [bad("icmp", at), bad("sip", at)], at)
         # ba-vi.ba-trai gets nothing: it stays unknown
     for seconds in (0.05, 0.2, 0.3, 1.2):
         m.telemetry.cycle_duration.observe(seconds)
@@ -125,8 +127,8 @@ def feed(m: Monitor) -> None:
 
 
 def scrape() -> Samples:
-    m = Monitor(inventory(), probe=False)
-    feed(m)
+    m = Monitor(inventory())
+    put_in_four_states(m)
     text = m.writer.render() + m.telemetry.render()
     out: Samples = {}
     for family in text_string_to_metric_families(text):
@@ -261,7 +263,7 @@ def test_promtool_parses_every_query(tmp_path: Path) -> None:
 async def test_prometheus_answers_every_panel_query(tmp_path: Path) -> None:
     """A real Prometheus scraping a fed monitor returns data for every query, and the right data."""
     async with serving(tmp_path, text=CONFIG) as (monitor, base):
-        feed(monitor)
+        put_in_four_states(monitor)
         d = load()
         async with prometheus(tmp_path, [base.removeprefix("http://")]) as prom:
             # rate() over 1m needs a few samples in the window

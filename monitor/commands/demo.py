@@ -23,25 +23,21 @@ import contextlib
 import datetime
 import ipaddress
 import logging
-import signal
 import sys
 import time
 import zoneinfo
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
 
 from monitor.commands.common import Subparsers, parse_listen
 from monitor.core.service import Monitor
-from monitor.errors import ConfmonError, UsageError
+from monitor.errors import UsageError
 from monitor.inventory import Inventory, load_inventory
 from monitor.lab.addresses import LAB_BASE, lab_inventory
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab
 from monitor.lab.scenario import Scenario, Step, find_scenario, load_scenario, play
-from monitor.outputs.api import start_api
-from monitor.probes.base import ProbeContext
 
 __all__ = ["DEFAULT_CONFIG", "DemoOptions", "demo_inventory", "run_demo"]
 
@@ -103,111 +99,79 @@ async def _print_events(monitor: Monitor, tz: zoneinfo.ZoneInfo) -> None:
 
 async def run_demo(opts: DemoOptions) -> int:
     """Run the demo until Ctrl-C (or ``opts.duration``); returns the exit code."""
+    from monitor.app import App, AppOptions, serve
+
     started = time.monotonic()
     inv = demo_inventory(load_inventory(opts.config), opts.lab_base)
     scenario: Scenario | None = (
         load_scenario(find_scenario(opts.scenario), inv) if opts.scenario else None
     )
     tz = zoneinfo.ZoneInfo(inv.settings.timezone)
-    notices: list[str] = []
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
+    #: the demo's transport drops these points' results, as if their agent were lost
+    muted: set[str] = set()
+    host, port = opts.listen
+    url = f"http://{host}:{port}"
     lab = Lab(inv, seed=opts.seed)
-    monitor: Monitor | None = None
-    runner = None
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        await lab.start()
-        async with ProbeContext() as ctx:
-            try:
-                await ctx.icmp()
-                disabled: frozenset[str] = frozenset()
-            except ConfmonError as exc:
-                disabled = frozenset({"icmp"})
-                notices.append(f"ICMP skipped: {exc}")
-        monitor = Monitor(inv, disabled_probes=disabled)
-        await monitor.start()
-        host, port = opts.listen
-        runner = await start_api(monitor, host, port)
-        url = f"http://{host}:{port}"
-        notices.append(
+
+    async def foreground(app: App) -> None:
+        notices = [
+            *app.notices,
             f"{len(inv.points)} lab points on {opts.lab_base}-{list(inv.points.values())[-1].host}; "
-            f"metrics and API on {url}/ ; started in {time.monotonic() - started:.1f} s"
-        )
-        notices.append(
-            "reachability decided by SIP: the kernel answers every 127.x ping, the lab cannot cut ICMP"
-        )
-
+            f"metrics and API on {url}/ ; started in {time.monotonic() - started:.1f} s",
+            "reachability decided by SIP: the kernel answers every 127.x ping, the lab cannot cut ICMP",
+        ]
+        tasks: list[asyncio.Task[None]] = []
         if scenario is not None:
-            muted = monitor.muted
-
-            def mute(pid: str, stale: bool) -> None:
-                (muted.add if stale else muted.discard)(pid)
-
-            def impair(pid: str, imp: Impairment | None) -> None:
-                if imp is None:
-                    lab.clear(pid)
-                else:
-                    lab.set_impairment(pid, imp)
-
-            def announce(at: float, step: Step) -> None:
-                if not opts.dashboard:
-                    print(
-                        f"-- scenario {scenario.name} +{at:g}s: {step.note or step.impair or 'change'}",
-                        flush=True,
-                    )
-
             notices.append(f"scenario {scenario.name}: {scenario.description}")
             tasks.append(
-                loop.create_task(play(scenario, inv, impair=impair, stale=mute, announce=announce))
+                asyncio.get_running_loop().create_task(_play(scenario, inv, lab, muted, opts))
             )
+        try:
+            if opts.dashboard:
+                from monitor.dashboard.app import run_dashboard
 
-        if opts.dashboard:
-            from monitor.dashboard.app import run_dashboard
-
-            tasks.append(
-                loop.create_task(
-                    run_dashboard(
-                        url, refresh_hz=opts.refresh_hz, tz=inv.settings.timezone, notes=notices
-                    )
+                await run_dashboard(
+                    url, refresh_hz=opts.refresh_hz, tz=inv.settings.timezone, notes=notices
                 )
-            )
-        else:
-            for n in notices:
-                print(n, flush=True)
-            tasks.append(loop.create_task(_print_events(monitor, tz)))
+            else:
+                for n in notices:
+                    print(n, flush=True)
+                await _print_events(app.monitor, tz)
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
-        waiters: list[asyncio.Task[Any]] = [loop.create_task(stop.wait())]
-        if opts.duration is not None:
-            waiters.append(loop.create_task(asyncio.sleep(opts.duration)))
-        ui = tasks[-1]
-        done, _ = await asyncio.wait([*waiters, ui], return_when=asyncio.FIRST_COMPLETED)
-        for w in waiters:
-            w.cancel()
-        if ui in done and not ui.cancelled() and ui.exception() is not None:
-            raise ui.exception()  # type: ignore[misc]
-        return 0
+    app_opts = AppOptions(listen=opts.listen, icmp="auto", drop=muted.__contains__)
+    try:
+        async with lab:
+            return await serve(inv, app_opts, foreground, duration=opts.duration)
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if monitor is not None:
-            monitor.close_streams()
-        if runner is not None:
-            await runner.cleanup()
-        if monitor is not None:
-            await monitor.stop()
-        await lab.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         if not opts.dashboard:
             print("demo stopped", file=sys.stderr)
+
+
+async def _play(
+    scenario: Scenario, inv: Inventory, lab: Lab, muted: set[str], opts: DemoOptions
+) -> None:
+    def mute(pid: str, stale: bool) -> None:
+        (muted.add if stale else muted.discard)(pid)
+
+    def impair(pid: str, imp: Impairment | None) -> None:
+        if imp is None:
+            lab.clear(pid)
+        else:
+            lab.set_impairment(pid, imp)
+
+    def announce(at: float, step: Step) -> None:
+        if not opts.dashboard:
+            print(
+                f"-- scenario {scenario.name} +{at:g}s: {step.note or step.impair or 'change'}",
+                flush=True,
+            )
+
+    await play(scenario, inv, impair=impair, stale=mute, announce=announce)
 
 
 # --- the command line -----------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.parse
 from typing import Any
 
 import pydantic
@@ -21,41 +20,27 @@ from rich.table import Table
 from monitor.commands.common import Subparsers
 from monitor.core.results import ProbeResult, result_json
 from monitor.errors import UsageError
-from monitor.inventory.model import (
-    PROBE_TYPES,
-    HttpSettings,
-    IcmpSettings,
-    MediaSettings,
-    SipSettings,
-    TcpSettings,
-)
 from monitor.inventory.units import parse_host
 from monitor.probes.base import ProbeContext
-from monitor.probes.registry import PROBES
+from monitor.probes.registry import PROBE_TYPES, PROBES, SPECS
 
 __all__ = ["build_settings", "run_probe"]
 
+#: each probe's settings model, by probe name
 SETTINGS: dict[str, type[pydantic.BaseModel]] = {
-    "icmp": IcmpSettings,
-    "tcp": TcpSettings,
-    "http": HttpSettings,
-    "sip": SipSettings,
-    "media": MediaSettings,
+    name: spec.settings for name, spec in SPECS.items()
 }
 
 
 def _split_target(kind: str, target: str) -> tuple[str, dict[str, Any]]:
     """Host and settings implied by the target (``host:port``, or a URL for http)."""
+    spec = SPECS[kind]
     implied: dict[str, Any] = {}
-    if kind == "http" and "://" in target:
-        url = urllib.parse.urlsplit(target)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise UsageError(f"{target!r} is not an http:// or https:// URL")
-        implied["scheme"] = url.scheme
-        if url.port:
-            implied["port"] = url.port
-        implied["path"] = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        host = url.hostname
+    if spec.settings_from_url is not None and "://" in target:
+        try:
+            host, implied = spec.settings_from_url(target)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     elif target.startswith("["):
         host, _, rest = target[1:].partition("]")
         if rest.startswith(":") and rest[1:].isdigit():
@@ -67,8 +52,8 @@ def _split_target(kind: str, target: str) -> tuple[str, dict[str, Any]]:
         implied["port"] = int(port)
     else:
         host = target
-    if "port" in implied and kind == "icmp":
-        raise UsageError("icmp has no port: give just the host")
+    if "port" in implied and not spec.takes_port:
+        raise UsageError(f"{kind} has no port: give just the host")
     try:
         return parse_host(host), implied
     except ValueError as exc:
@@ -85,8 +70,9 @@ def build_settings(kind: str, target: str, options: list[str]) -> tuple[str, pyd
         if not sep or not key:
             raise UsageError(f"-o {option!r}: expected key=value, e.g. -o timeout=2s")
         values[key.strip()] = _guess(value.strip())
-    if kind == "tcp" and "port" not in values:
-        raise UsageError("tcp needs a port: give host:port or -o port=N")
+    port = SETTINGS[kind].model_fields.get("port")
+    if port is not None and port.is_required() and "port" not in values:
+        raise UsageError(f"{kind} needs a port: give host:port or -o port=N")
     try:
         return host, SETTINGS[kind].model_validate(values)
     except pydantic.ValidationError as exc:
@@ -191,9 +177,9 @@ def add_parser(sub: Subparsers) -> None:
     )
     p.add_argument(
         "type",
-        choices=("icmp", "tcp", "http", "sip", "media"),
+        choices=PROBE_TYPES,
         metavar="TYPE",
-        help="icmp, tcp, http, sip or media",
+        help=f"{', '.join(PROBE_TYPES[:-1])} or {PROBE_TYPES[-1]}",
     )
     p.add_argument("target", metavar="TARGET", help="host, host:port, [v6]:port, or a URL for http")
     p.add_argument(

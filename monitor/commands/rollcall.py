@@ -155,7 +155,9 @@ async def run_rollcall(inv: Inventory, fmt: str, icmp: bool) -> int:
     console = Console(stderr=fmt != "table")
     async with ProbeContext() as ctx:
         if any(p.icmp is not None for p in inv.profiles.values()):
-            await ctx.icmp()  # a clear error now rather than 450 failed probes
+            from monitor.probes.icmp import engine
+
+            await engine(ctx)  # a clear error now rather than 450 failed probes
         with Progress(
             TextColumn("[bold]roll-call"),
             BarColumn(),

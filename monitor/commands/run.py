@@ -7,19 +7,18 @@ is flushed); SIGHUP re-reads the config like ``POST /-/reload``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.commands.common import Subparsers, add_logging_options, parse_listen
-from monitor.core.service import Monitor
-from monitor.errors import ConfigError, ConfmonError
-from monitor.inventory import Inventory
-from monitor.outputs.api import start_api
+from monitor.errors import ConfmonError
+
+if TYPE_CHECKING:
+    from monitor.app import App
+    from monitor.inventory import Inventory
 
 __all__ = ["RunOptions", "default_state_db", "run_monitor"]
 
@@ -43,67 +42,36 @@ def default_state_db(config: Path) -> Path:
     return base / "confmon" / f"{config.stem}.sqlite3"
 
 
-async def check_icmp(monitor: Monitor) -> None:
-    """Fail early, with the fix, when the inventory needs ICMP and the process may not ping."""
-    if any(p.icmp is not None for p in monitor.inv.profiles.values()):
-        await monitor.ctx.icmp()
-
-
 async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
     """Run until a signal; returns the exit code."""
+    from monitor.app import AppOptions, serve
+
     state_db = opts.state_db or default_state_db(opts.config)
-    monitor = Monitor(
-        inv,
-        state_db=state_db,
+    app_opts = AppOptions(
         config_path=opts.config,
-        disabled_probes=frozenset() if opts.icmp else frozenset({"icmp"}),
+        state_db=state_db,
+        listen=opts.listen,
+        token=opts.token,
+        icmp="on" if opts.icmp else "off",
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
 
-    reloads: set[asyncio.Task[None]] = set()
-
-    def reload() -> None:
-        async def go() -> None:
-            with contextlib.suppress(ConfigError):  # already logged; the old config stays
-                await monitor.reload()
-
-        task = loop.create_task(go())
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    try:
-        try:
-            await check_icmp(monitor)
-        except ConfmonError as exc:
-            raise ConfmonError(f"{exc} (or run with --no-icmp)") from None
-        await monitor.start()
+    def started(app: App) -> None:
         host, port = opts.listen
-        runner = await start_api(monitor, host, port, opts.token)
         log.info(
             "monitoring %d points from %s; metrics and API on http://%s:%d/ ; events in %s",
-            len(inv.points),
+            len(app.inv.points),
             opts.config,
             f"[{host}]" if ":" in host else host,
             port,
             state_db,
         )
-        try:
-            await stop.wait()
-            log.info("shutting down")
-        finally:
-            monitor.close_streams()  # SSE clients leave now, not after aiohttp's grace period
-            for task in reloads:
-                task.cancel()
-            await runner.cleanup()
-    finally:
-        await monitor.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-    return 0
+
+    try:
+        return await serve(inv, app_opts, on_start=started)
+    except ConfmonError as exc:
+        if "ICMP" in str(exc) or "ping" in str(exc):
+            raise ConfmonError(f"{exc} (or run with --no-icmp)") from None
+        raise
 
 
 # --- the command line -----------------------------------------------------------------

@@ -37,11 +37,12 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from monitor.core.events import Event, State
 from monitor.core.results import ProbeResult
 from monitor.inventory import Inventory, Point
+from monitor.probes import registry
 
 __all__ = ["CLEAR_MARGIN", "STATES", "Event", "HealthModel", "PointHealth", "State"]
 
@@ -49,30 +50,7 @@ __all__ = ["CLEAR_MARGIN", "STATES", "Event", "HealthModel", "PointHealth", "Sta
 CLEAR_MARGIN = 0.2
 
 
-class State(StrEnum):
-    """The state of a meeting point (contract)."""
-
-    UP = "up"
-    DEGRADED = "degraded"
-    DOWN = "down"
-    UNREACHABLE = "unreachable"
-    UNKNOWN = "unknown"
-    MAINTENANCE = "maintenance"
-
-
 STATES: tuple[State, ...] = tuple(State)
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A change of a point's visible state."""
-
-    point: str
-    previous: State
-    state: State
-    reason: str
-    at: float
-    metrics: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -85,11 +63,15 @@ class PointHealth:
     own: State = State.UNKNOWN  # up/degraded/down/unknown, ignoring topology and maintenance
     since: float = 0.0
     reason: str = "no result yet"  # of the visible state
+    cause: str = ""  # the point where the trouble of the visible state is (see Event.cause)
     own_reason: str = "no result yet"  # of the point's own down/unknown state, kept apart
     fails: int = 0
     goods: int = 0
     last_seen: float | None = None
     last_ok: bool | None = None
+    #: when the path last came back after a failed cycle: quality results taken before it
+    #: (a media run that timed out during the outage) no longer count
+    recovered_at: float = 0.0
     quality_bad: bool = False
     quality_reason: str = ""
     in_maintenance: bool = False
@@ -105,7 +87,7 @@ class PointHealth:
 
 #: probes whose rtt is one network round trip; http's is time to first byte (connect,
 #: TLS and request: several round trips) and is not held to the rtt threshold
-RTT_PROBES = frozenset({"icmp", "tcp", "sip", "media"})
+RTT_PROBES = registry.RTT_PROBES
 
 
 def _worst(results: Iterable[ProbeResult]) -> dict[str, float | None]:
@@ -158,18 +140,37 @@ class HealthModel:
 
     # --- inputs ---------------------------------------------------------------------------
 
-    def ingest(self, point_id: str, results: Sequence[ProbeResult], now: float) -> list[Event]:
-        """One cycle of a point's results (any subset of its probes). Returns the events."""
+    def ingest(
+        self,
+        point_id: str,
+        results: Sequence[ProbeResult],
+        now: float,
+        taken: float | None = None,
+    ) -> list[Event]:
+        """One cycle of a point's results (any subset of its probes). Returns the events.
+
+        ``now`` is when they arrived (the time of any event), ``taken`` when they were
+        taken (default ``now``; see the clock rule in :mod:`monitor.core.ingest`). Results
+        taken more than ``stale_after`` ago (an agent's buffer emptied after an outage)
+        update the latest figures but not the state: they cannot make a point fresh.
+        """
         h = self.points.get(point_id)
         if h is None:
             return []
         latest = h.latest
         for r in results:
-            latest[r.probe] = r
+            previous = latest.get(r.probe)
+            if previous is None or r.at >= previous.at:
+                latest[r.probe] = r
+        seen = now if taken is None else min(taken, now)
+        if seen < now - self.inv.settings.stale_after:
+            return []
         cycle = [r for r in results if r.probe in h.reach]
         if cycle:
-            h.last_seen = now
+            h.last_seen = seen
             ok = any(r.ok for r in cycle)
+            if ok and h.last_ok is False:
+                h.recovered_at = min(r.at for r in cycle)
             h.last_ok = ok
             s = self.inv.settings
             if ok:
@@ -248,6 +249,7 @@ class HealthModel:
                 "goods",
                 "last_seen",
                 "last_ok",
+                "recovered_at",
                 "quality_bad",
                 "quality_reason",
                 "own_reason",
@@ -289,6 +291,8 @@ class HealthModel:
         good: list[ProbeResult] = []
         for r in h.latest.values():
             if r.at < now - h.fresh_for.get(r.probe, self.inv.settings.stale_after):
+                continue
+            if r.at < h.recovered_at:  # taken during the outage the path has recovered from
                 continue
             if r.ok:
                 good.append(r)
@@ -361,8 +365,39 @@ class HealthModel:
             h.reason = reason
             return
         previous = h.state
+        # a recovery names the cause of the trouble it ends, so both ends group together
+        cause = self._cause(h, state) if state not in (State.UP, State.UNKNOWN) else h.cause
         self._set(h, state, now, reason)
-        events.append(Event(h.point.id, previous, state, reason, now, h.metrics()))
+        h.cause = cause or h.point.id
+        p = h.point
+        events.append(
+            Event(
+                p.id,
+                previous,
+                state,
+                reason,
+                now,
+                h.metrics(),
+                cause=h.cause,
+                name=p.name,
+                district=p.district,
+            )
+        )
+
+    def _cause(self, h: PointHealth, state: State) -> str:
+        """The point where the trouble of ``state`` is: the uplink that blocks, or itself."""
+        if state is State.UNREACHABLE:
+            blocker = self._blocked(h.point)
+            if blocker is not None:
+                return (
+                    self.points[blocker].cause
+                    if self.points[blocker].state is State.UNREACHABLE
+                    else blocker
+                )
+            return h.cause or h.point.id
+        if state is State.MAINTENANCE:
+            return h.point.id
+        return h.point.id
 
     def _set(self, h: PointHealth, state: State, since: float, reason: str) -> None:
         district = self.district_counts[h.point.district]

@@ -3,15 +3,47 @@
 The types live in the core, not in :mod:`monitor.probes`, because they cross
 process boundaries: a result made by a probe in an agent travels over MQTT to
 the server's ingest (:mod:`monitor.core.ingest`).
+
+The wire form (contract, ``confmon/v1/agents/{agent}/results``) is one JSON
+object per *batch*::
+
+    {"v": 1, "agent": "hn-01", "seq": 1764578000123, "sent_at": 1764578001.2,
+     "results": [{"point": "ba-vi", "probe": "sip", "at": 1764578000.9, "ok": true,
+                  "rtt": 0.012, "jitter": null, "loss": null, "mos": null, "error": null}]}
+
+Besides the contract's fields a result may carry ``duration``, ``rtt_min``,
+``rtt_max``, ``warning``, ``phases`` and ``details`` (what ``confmon probe``
+prints), all optional. :func:`decode_batch` is strict: unknown keys, wrong
+types, values out of range (a negative RTT, a loss above 1, NaN), an unknown
+probe name or a payload over :data:`MAX_BATCH_BYTES` are a :class:`Rejected`
+with a short ``reason`` (the ``reason`` label of
+``confmon_results_rejected_total``), never an exception of another kind.
+msgspec does the decoding and the validation in one pass, in C: about ten times
+faster than ``json.loads`` followed by checks in Python, which is what lets one
+server take 100,000 results a second.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
-__all__ = ["Phase", "ProbeResult", "result_json"]
+import msgspec
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_RESULTS",
+    "WIRE_VERSION",
+    "Phase",
+    "ProbeResult",
+    "Rejected",
+    "ResultBatch",
+    "decode_batch",
+    "encode_batch",
+    "result_json",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +114,217 @@ def result_json(r: ProbeResult) -> dict[str, Any]:
         ],
         "details": {k: _plain(v) for k, v in r.details.items()},
     }
+
+
+# --- the wire form ------------------------------------------------------------------------
+
+WIRE_VERSION: Final = 1
+#: a batch larger than this is refused unread (a broker's default limit is far higher)
+MAX_BATCH_BYTES: Final = 4 << 20
+#: results in one batch at most (an agent of 10,000 points sends a cycle in a few batches)
+MAX_BATCH_RESULTS: Final = 20_000
+
+_Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)]
+_Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+_Mos = Annotated[float, msgspec.Meta(ge=1.0, le=5.0)]
+_Text = Annotated[str, msgspec.Meta(max_length=1000)]
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Unix seconds between 2001 and 2286: catches milliseconds and zeros sent as seconds
+_Time = Annotated[float, msgspec.Meta(gt=1e9, lt=1e10)]
+_AgentId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+_Scalar = str | int | float | bool | None
+_ProbeName = Literal["icmp", "tcp", "http", "sip", "media"]
+
+
+class _WirePhase(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: _Name
+    ok: bool
+    seconds: _Seconds | None = None
+    detail: _Text = ""
+
+
+class _WireResult(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A result as read: the contract's fields (the measurements may be absent) and extras."""
+
+    point: _Name
+    probe: _ProbeName
+    at: _Time
+    ok: bool
+    rtt: _Seconds | None = None
+    jitter: _Seconds | None = None
+    loss: _Ratio | None = None
+    mos: _Mos | None = None
+    error: _Text | None = None
+    duration: _Seconds = 0.0
+    rtt_min: _Seconds | None = None
+    rtt_max: _Seconds | None = None
+    warning: _Text | None = None
+    phases: Annotated[tuple[_WirePhase, ...], msgspec.Meta(max_length=32)] = ()
+    details: Annotated[
+        dict[Annotated[str, msgspec.Meta(max_length=64)], _Scalar | list[_Scalar]],
+        msgspec.Meta(max_length=64),
+    ] = {}
+
+
+class _OutResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A result as written: every contract field always present, extras only when set."""
+
+    point: str
+    probe: str
+    at: float
+    ok: bool
+    rtt: float | None
+    jitter: float | None
+    loss: float | None
+    mos: float | None
+    error: str | None
+    duration: float = 0.0
+    rtt_min: float | None = None
+    rtt_max: float | None = None
+    warning: str | None = None
+    phases: tuple[_WirePhase, ...] = ()
+    details: dict[str, _Scalar | list[_Scalar]] = {}
+
+
+class _OutBatch(msgspec.Struct, frozen=True):
+    v: int
+    agent: str
+    seq: int
+    sent_at: float
+    results: list[_OutResult]
+
+
+class _WireBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    v: int
+    agent: _AgentId
+    seq: Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+    sent_at: _Time
+    results: Annotated[list[_WireResult], msgspec.Meta(max_length=MAX_BATCH_RESULTS)]
+
+
+class _Envelope(msgspec.Struct):
+    """Only the version: read first, so a v2 batch is refused as a version, not a schema error."""
+
+    v: Any = None
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_wire = msgspec.json.Decoder(_WireBatch).decode
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class ResultBatch:
+    """Results of one sender, in the order they were made: ``(point id, result)`` pairs.
+
+    ``seq`` increases with every batch of one agent (across its restarts too: agents
+    start from the Unix time in milliseconds); ``sent_at`` is the sender's clock.
+    """
+
+    agent: str
+    seq: int
+    sent_at: float
+    results: tuple[tuple[str, ProbeResult], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected(Exception):
+    """A payload that is not a valid batch. ``reason`` is a metric label, ``detail`` for logs."""
+
+    reason: Literal["oversized", "malformed", "version", "schema"]
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _to_wire(point: str, r: ProbeResult) -> _OutResult:
+    return _OutResult(
+        point=point,
+        probe=r.probe,
+        at=r.at,
+        ok=r.ok,
+        rtt=_finite(r.rtt),
+        jitter=_finite(r.jitter),
+        loss=_finite(r.loss),
+        mos=_finite(r.mos),
+        error=r.error[:1000] if r.error else r.error,
+        duration=min(max(r.duration, 0.0), 3600.0),
+        rtt_min=_finite(r.rtt_min),
+        rtt_max=_finite(r.rtt_max),
+        warning=r.warning[:1000] if r.warning else r.warning,
+        phases=tuple(
+            _WirePhase(p.name[:200], p.ok, _finite(p.seconds), p.detail[:1000])
+            for p in r.phases[:32]
+        ),
+        details={k[:64]: _plain(v) for k, v in list(r.details.items())[:64]},
+    )
+
+
+def encode_batch(batch: ResultBatch) -> bytes:
+    """The JSON wire form of a batch (what :func:`decode_batch` reads back)."""
+    return _encoder.encode(
+        _OutBatch(
+            v=WIRE_VERSION,
+            agent=batch.agent,
+            seq=batch.seq,
+            sent_at=batch.sent_at,
+            results=[_to_wire(point, r) for point, r in batch.results],
+        )
+    )
+
+
+def decode_batch(data: bytes, *, target_of: Mapping[str, str] | None = None) -> ResultBatch:
+    """A batch from its wire form; raises :class:`Rejected` for anything else.
+
+    ``target_of`` maps point ids to hosts, to fill :attr:`ProbeResult.target` (the
+    wire does not repeat it); points it does not know keep an empty target.
+    """
+    if len(data) > MAX_BATCH_BYTES:
+        raise Rejected("oversized", f"{len(data)} bytes > {MAX_BATCH_BYTES}")
+    try:
+        version = _decode_envelope(data).v
+    except msgspec.DecodeError as exc:
+        # not JSON, not an object, truncated, bad UTF-8: all "malformed"
+        raise Rejected("malformed", str(exc)[:200]) from None
+    if version != WIRE_VERSION:
+        raise Rejected("version", f"v={version!r}; this server reads v={WIRE_VERSION}")
+    try:
+        wire = _decode_wire(data)
+    except msgspec.ValidationError as exc:
+        raise Rejected("schema", str(exc)[:200]) from None
+    except msgspec.DecodeError as exc:
+        raise Rejected("malformed", str(exc)[:200]) from None
+    targets = target_of or {}
+    return ResultBatch(
+        agent=wire.agent,
+        seq=wire.seq,
+        sent_at=wire.sent_at,
+        results=tuple(
+            (
+                w.point,
+                ProbeResult(
+                    probe=w.probe,
+                    target=targets.get(w.point, ""),
+                    ok=w.ok,
+                    at=w.at,
+                    duration=w.duration,
+                    rtt=w.rtt,
+                    rtt_min=w.rtt_min,
+                    rtt_max=w.rtt_max,
+                    jitter=w.jitter,
+                    loss=w.loss,
+                    mos=w.mos,
+                    error=w.error,
+                    warning=w.warning,
+                    phases=tuple(Phase(p.name, p.ok, p.seconds, p.detail) for p in w.phases),
+                    details=w.details,
+                ),
+            )
+            for w in wire.results
+        ),
+    )

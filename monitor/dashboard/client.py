@@ -1,7 +1,8 @@
 """Keeping a :class:`Snapshot` in step with a running monitor over its API.
 
 Reads the full state (status, points, events) on connect, then follows
-``/api/v1/stream`` for changes, and re-reads the points every few seconds for
+``/api/v1/stream`` for changes (after a reconnect, from the last event id it
+applied, so no change is missed or shown twice), and re-reads the points every few seconds for
 fresh RTT/jitter/loss/MOS figures. When the server is unreachable the snapshot
 is marked disconnected (the dashboard shows a stale banner and keeps the last
 known state) and the client reconnects by itself with backoff. Every request
@@ -39,14 +40,17 @@ async def _get(session: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def _full_read(session: aiohttp.ClientSession, base: str, snap: Snapshot) -> None:
-    status, points, events = await asyncio.gather(
-        _get(session, f"{base}/api/v1/status"),
-        _get(session, f"{base}/api/v1/points"),
-        _get(session, f"{base}/api/v1/events?limit=50"),
+    status, points = await asyncio.gather(
+        _get(session, f"{base}/api/v1/status"), _get(session, f"{base}/api/v1/points")
     )
     snap.apply_points(points["points"])
     snap.apply_summary(status)
-    snap.apply_events(events["events"])
+    if snap.last_event_id is None:
+        # first connect: the recent history, then the stream from its newest id; after a
+        # reconnect the stream replays what was missed (Last-Event-ID), so the list
+        # neither loses nor repeats an event
+        events = await _get(session, f"{base}/api/v1/events?limit=50")
+        snap.apply_events(events["events"])
 
 
 async def _refresh_points(
@@ -65,7 +69,10 @@ async def _refresh_points(
 async def _stream(
     session: aiohttp.ClientSession, base: str, snap: Snapshot, connected: asyncio.Event | None
 ) -> None:
-    async with session.get(f"{base}/api/v1/stream", timeout=_STREAM_TIMEOUT) as resp:
+    headers = {"Last-Event-ID": str(snap.last_event_id)} if snap.last_event_id is not None else {}
+    async with session.get(
+        f"{base}/api/v1/stream", timeout=_STREAM_TIMEOUT, headers=headers
+    ) as resp:
         if resp.status != 200:
             raise aiohttp.ClientResponseError(resp.request_info, resp.history, status=resp.status)
         snap.connected = True

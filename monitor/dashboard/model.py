@@ -78,6 +78,8 @@ class Snapshot:
     last_message: float = 0.0  # wall time of the last message from the server
     url: str = ""
     notes: list[str] = field(default_factory=list)  # shown under the header (e.g. by the demo)
+    #: id of the newest event applied; a reconnect asks the stream for what came after it
+    last_event_id: int | None = None
 
     # --- updates --------------------------------------------------------------------------
 
@@ -101,9 +103,15 @@ class Snapshot:
         self.events.clear()
         for e in reversed(events):
             self.events.append(e)
+        self.last_event_id = max((int(e.get("id", 0)) for e in events), default=0)
 
     def apply_state(self, e: dict[str, Any]) -> None:
-        """One ``state`` message from the stream."""
+        """One ``state`` message from the stream (one already applied, by id, is ignored)."""
+        eid = e.get("id")
+        if isinstance(eid, int):
+            if self.last_event_id is not None and eid <= self.last_event_id:
+                return
+            self.last_event_id = eid
         p = self.points.get(e["point"])
         if p is not None:
             p.state = e["to"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.inventory.model import (
+    PROBE_TYPES,
     InventorySpec,
     MaintenanceWindow,
     MonitorSettings,
@@ -137,7 +138,8 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
         if not profile.probes():
             issues.append(
                 source.issue(
-                    ("profiles", name), "profile runs no probe: add icmp, tcp, http, sip or media"
+                    ("profiles", name),
+                    f"profile runs no probe: add {', '.join(PROBE_TYPES[:-1])} or {PROBE_TYPES[-1]}",
                 )
             )
 

@@ -10,22 +10,28 @@ from __future__ import annotations
 import datetime
 import re
 import zoneinfo
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    field_validator,
+    create_model,
     model_validator,
 )
 
-from monitor.inventory.units import parse_duration, parse_host, parse_point_id, parse_ratio
+from monitor.inventory.types import Duration, Host, Name, PointId, Ratio, Strict
+from monitor.probes.httpspec import HttpSettings
+from monitor.probes.icmp import IcmpSettings
+from monitor.probes.media import MediaSettings
+from monitor.probes.registry import PROBE_TYPES, REACHABILITY_PROBES, SPECS
+from monitor.probes.sip import SipSettings
+from monitor.probes.tcp import TcpSettings
 
 __all__ = [
     "PROBE_TYPES",
+    "REACHABILITY_PROBES",
     "Duration",
     "HttpSettings",
     "IcmpSettings",
@@ -41,18 +47,9 @@ __all__ = [
     "Thresholds",
 ]
 
-PROBE_TYPES = ("icmp", "tcp", "http", "sip", "media")
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Ratio = Annotated[float, BeforeValidator(parse_ratio)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Host = Annotated[str, BeforeValidator(parse_host)]
-PointId = Annotated[str, BeforeValidator(parse_point_id)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+# The probes' settings models live with their probes (monitor.probes.<name>) and the
+# names of the probes in monitor.probes.registry; they are re-exported here because
+# this module is the schema of the file.
 
 
 def _check_timezone(value: str) -> str:
@@ -63,7 +60,7 @@ def _check_timezone(value: str) -> str:
     return value
 
 
-class MonitorSettings(_Strict):
+class MonitorSettings(Strict):
     """Timing and readiness settings of the whole monitor."""
 
     name: Name = "confmon"
@@ -78,7 +75,7 @@ class MonitorSettings(_Strict):
     event_retention: Duration = 30 * 86400.0
 
 
-class Thresholds(_Strict):
+class Thresholds(Strict):
     """Crossing any of these makes a reachable point ``degraded``."""
 
     rtt: Duration = 0.150
@@ -87,80 +84,7 @@ class Thresholds(_Strict):
     mos: Annotated[float, Field(ge=1.0, le=4.5)] = 3.6
 
 
-class IcmpSettings(_Strict):
-    """A burst of echo requests."""
-
-    count: Annotated[int, Field(ge=1, le=100)] = 5
-    spacing: Duration = 0.020
-    timeout: Duration = 1.0
-    size: Annotated[int, Field(ge=0, le=1472)] = 56
-
-
-class TcpSettings(_Strict):
-    """A TCP connect to host:port."""
-
-    port: Port
-    timeout: Duration = 1.0
-
-
-class HttpSettings(_Strict):
-    """An HTTP(S) GET of the point's status page."""
-
-    scheme: Literal["http", "https"] = "http"
-    port: Port | None = None
-    path: str = "/"
-    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
-    body_regex: str | None = None
-    timeout: Duration = 2.0
-    tls_verify: bool = True
-    cert_min_days: Annotated[int, Field(ge=0)] = 14
-
-    @field_validator("path")
-    @classmethod
-    def _path_starts_with_slash(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r} must start with '/'")
-        return value
-
-    @field_validator("body_regex")
-    @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
-        return value
-
-
-class SipSettings(_Strict):
-    """SIP OPTIONS keepalive."""
-
-    transport: Literal["udp", "tcp"] = "udp"
-    port: Port = 5060
-    timeout: Duration = 1.0
-    alive_codes: list[Annotated[int, Field(ge=100, le=699)]] | None = None
-
-
-class MediaSettings(_Strict):
-    """A paced stream of RTP-sized UDP packets to an echo reflector."""
-
-    port: Port = 7078
-    packets: Annotated[int, Field(ge=1, le=10_000)] = 50
-    # 12-byte RTP header + 16-byte probe tag (nonce, send time) is the smallest packet.
-    size: Annotated[int, Field(ge=28, le=1472)] = 172
-    pacing: Duration = 0.020
-    every: Duration = 30.0
-    timeout: Duration = 1.0
-
-
-ProbeName = Literal["icmp", "tcp", "http", "sip", "media"]
-
-#: probes that prove a point is reachable when no ``reachable_by`` is given
-REACHABILITY_PROBES = ("icmp", "tcp", "sip")
-
-
-class Profile(_Strict):
+class _Profile(Strict):
     """A named set of probes, reused across points (like blackbox_exporter's modules).
 
     ``reachable_by`` names the probes that decide reachability: the point is
@@ -170,15 +94,18 @@ class Profile(_Strict):
     runs, if it runs none of those).
     """
 
-    icmp: IcmpSettings | None = None
-    tcp: TcpSettings | None = None
-    http: HttpSettings | None = None
-    sip: SipSettings | None = None
-    media: MediaSettings | None = None
-    reachable_by: list[ProbeName] | None = None
+    if TYPE_CHECKING:
+        # At run time the fields come from the registry (see Profile below); declared
+        # here so that type checkers know ``profile.icmp``, ``profile.media.every``, ...
+        icmp: IcmpSettings | None = None
+        tcp: TcpSettings | None = None
+        http: HttpSettings | None = None
+        sip: SipSettings | None = None
+        media: MediaSettings | None = None
+        reachable_by: list[str] | None = None
 
     @model_validator(mode="after")
-    def _reachable_by_runs(self) -> Profile:
+    def _reachable_by_runs(self) -> Self:
         runs = self.probes()
         for name in self.reachable_by or ():
             if name not in runs:
@@ -198,6 +125,26 @@ class Profile(_Strict):
             return tuple(self.reachable_by)
         runs = self.probes()
         return tuple(p for p in runs if p in REACHABILITY_PROBES) or tuple(runs)
+
+
+def _profile_fields() -> dict[str, Any]:
+    """One optional field per registered probe, in canonical order, then ``reachable_by``."""
+    fields: dict[str, Any] = {name: (spec.settings | None, None) for name, spec in SPECS.items()}
+    probe_name = Literal[PROBE_TYPES]  # type: ignore[valid-type]
+    fields["reachable_by"] = (list[probe_name] | None, None)
+    return fields
+
+
+if TYPE_CHECKING:
+    Profile = _Profile
+else:
+    Profile = create_model(
+        "Profile",
+        __base__=_Profile,
+        __module__=__name__,
+        __doc__=_Profile.__doc__,
+        **_profile_fields(),
+    )
 
 
 _WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -228,7 +175,7 @@ ClockTime = Annotated[str, BeforeValidator(_parse_clock)]
 LocalDateTime = Annotated[str, BeforeValidator(_parse_local_datetime)]
 
 
-class MaintenanceWindow(_Strict):
+class MaintenanceWindow(Strict):
     """Planned work on some points (and everything below them): measured, not alerted.
 
     One-off: ``start`` and ``end`` (local date and time). Recurring: ``from`` and
@@ -274,7 +221,7 @@ class MaintenanceWindow(_Strict):
         return (day in days and clock >= self.from_) or (yesterday in days and clock < self.to)
 
 
-class PointSpec(_Strict):
+class PointSpec(Strict):
     """A meeting point as written in the file; children are reached through its uplink."""
 
     id: PointId
@@ -286,7 +233,7 @@ class PointSpec(_Strict):
     points: list[PointSpec] = Field(default_factory=list)
 
 
-class InventorySpec(_Strict):
+class InventorySpec(Strict):
     """The whole file."""
 
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)

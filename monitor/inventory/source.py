@@ -8,6 +8,8 @@ which PyYAML would silently overwrite, are reported here.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,11 +183,40 @@ def parse_yaml(text: bytes | str, file: str) -> Source:
     return Source(file=file, data=data, lines=walker.lines)
 
 
+#: an inventory larger than this is refused unread (configs/hanoi.yaml is 40 KiB)
+MAX_CONFIG_BYTES = 16 << 20
+
+
 def load_yaml(path: str | Path) -> Source:
-    """Read and parse a YAML file (see :func:`parse_yaml`)."""
+    """Read and parse a YAML file (see :func:`parse_yaml`).
+
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is read: a FIFO without a
+    writer would block for ever, and ``/dev/zero`` never ends.
+    """
     name = str(path)
+
+    def refuse(message: str) -> ConfigError:
+        return ConfigError([ConfigIssue(0, "", message, name)])
+
     try:
-        raw = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ConfigError([ConfigIssue(0, "", f"cannot read file: {exc.strerror}", name)]) from None
+        raise refuse(f"cannot read file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise refuse(f"cannot read file: {kind} (give the path of a YAML file)")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise refuse(f"file is {info.st_size} bytes; an inventory may have {MAX_CONFIG_BYTES}")
+        with os.fdopen(fd, "rb", closefd=True) as f:
+            fd = -1
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise refuse(f"cannot read file: {exc.strerror}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise refuse(f"file is over {MAX_CONFIG_BYTES} bytes")
     return parse_yaml(raw, name)

@@ -10,8 +10,12 @@ proper status code; unknown paths are 404; request bodies are capped at 64 KiB):
 - ``GET /api/v1/districts``: per district: headquarters state and counts per state.
 - ``GET /api/v1/events?point=&district=&state=&since=&until=&before=&limit=``: the
   event log, newest first; page with ``before=<id of the last event seen>``.
-- ``GET /api/v1/stream``: Server-Sent Events: ``state`` (each change), ``summary``
-  (each second), ``hello`` (the summary at connect).
+- ``GET /api/v1/stream``: Server-Sent Events: ``state`` (each change, with ``id:``
+  the event's id), ``summary`` (each second), ``hello`` (the summary at connect). A
+  client that reconnects with ``Last-Event-ID: N`` (browsers' EventSource does it by
+  itself) first receives every event after N from the event log, in order, then the
+  live ones: none missed, none twice. A client too slow to keep up is caught up the
+  same way from the log instead of being cut off.
 - ``GET /healthz`` (process alive), ``GET /readyz`` (monitor started).
 - ``POST /-/reload``: re-read the config (like SIGHUP).
 
@@ -32,6 +36,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from monitor.core.events import Event, LiveSubscription, event_json
 from monitor.core.health import STATES, PointHealth
 from monitor.core.results import result_json
 from monitor.core.service import Monitor
@@ -42,6 +47,12 @@ __all__ = ["MAX_BODY", "make_app", "start_api"]
 
 MAX_BODY = 64 * 1024
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor", Monitor)
+Reload = Callable[[], Awaitable[str]]
+RELOAD: web.AppKey[Reload | None] = web.AppKey("reload")
+#: events sent per page while a reconnecting client catches up from the event log
+REPLAY_PAGE = 500
+#: messages queued for one SSE client before it is caught up from the log instead
+SSE_QUEUE = 2048
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -117,6 +128,7 @@ def _point_json(h: PointHealth) -> dict[str, Any]:
         "state": h.state.value,
         "since": h.since,
         "reason": h.reason,
+        "cause": h.cause or p.id,
         "last_seen": h.last_seen,
         "metrics": h.metrics(),
     }
@@ -240,8 +252,20 @@ async def events(request: web.Request) -> web.Response:
     return _json({"events": rows, "next_before": rows[-1]["id"] if rows else None})
 
 
+def _last_event_id(request: web.Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
+    if raw is None or not raw.strip():
+        return None
+    if not raw.strip().isdigit() or len(raw.strip()) > 18:
+        raise _BadParam(f"Last-Event-ID: {raw[:40]!r} is not an event id")
+    return int(raw)
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     m = request.app[MONITOR]
+    if m.events is None:
+        return _error(503, "the monitor is not started yet")
+    last = _last_event_id(request)
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -250,18 +274,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await resp.prepare(request)
-    sub = m.subscribe()
+    # Subscribing and reading the newest stored id happen with no await between them:
+    # every event up to that id was fanned out before this subscriber existed, every
+    # later one will be in its queue. Events from the log and from the queue are told
+    # apart by id, so an event stored while the log is read is sent once.
+    sub = m.subscribe(SSE_QUEUE)
+    newest = m.events.last_id
     try:
         await resp.write(_sse("hello", {"type": "hello", **m.summary()}))
-        while True:
-            try:
-                message = await asyncio.wait_for(sub.queue.get(), timeout=15.0)
-            except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
-                continue
-            if message is None or message.get("type") == "bye":
-                break
-            await resp.write(_sse(str(message["type"]), message))
+        if last is not None and last <= newest:  # a larger id is from another event log
+            newest = max(newest, await _replay(m, resp, last))
+        await _follow(m, sub, resp, newest)
     except ConnectionResetError:
         pass  # the client went away
     finally:
@@ -269,8 +292,45 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _sse(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(_clean(data), ensure_ascii=False)}\n\n".encode()
+async def _replay(m: Monitor, resp: web.StreamResponse, after: int) -> int:
+    """Send every stored event after ``after``; returns the id of the last one sent."""
+    assert m.events is not None
+    while True:
+        page: list[Event] = await m.events.replay(after, REPLAY_PAGE)
+        for e in page:
+            await resp.write(_sse("state", {"type": "state", **event_json(e)}, e.id))
+            after = e.id
+        if len(page) < REPLAY_PAGE:
+            return after
+
+
+async def _follow(m: Monitor, sub: LiveSubscription, resp: web.StreamResponse, last: int) -> None:
+    while True:
+        try:
+            message = await asyncio.wait_for(sub.queue.get(), timeout=15.0)
+        except TimeoutError:
+            await resp.write(b": keep-alive\n\n")
+            continue
+        if message is None or message.get("type") == "bye":
+            return
+        kind = str(message["type"])
+        if kind == "resync":  # fell behind: what was dropped is in the log
+            last = await _replay(m, resp, last)
+            continue
+        if kind == "state":
+            eid = int(message["id"])
+            if eid <= last:
+                continue  # already sent from the log
+            last = eid
+            await resp.write(_sse(kind, message, eid))
+        else:
+            await resp.write(_sse(kind, message))
+
+
+def _sse(kind: str, data: dict[str, Any], eid: int | None = None) -> bytes:
+    head = f"id: {eid}\n" if eid is not None else ""
+    body = json.dumps(_clean(data), ensure_ascii=False)
+    return f"{head}event: {kind}\ndata: {body}\n\n".encode()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -283,9 +343,12 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(text="not ready\n", status=503)
 
 
-async def reload(request: web.Request) -> web.Response:
+async def reload_config(request: web.Request) -> web.Response:
+    do = request.app[RELOAD]
+    if do is None:
+        return _error(409, "this monitor was not started from a config file")
     try:
-        message = await request.app[MONITOR].reload()
+        message = await do()
     except ConfigError as exc:
         return _json(
             {"error": "reload failed; the running config is kept", "problems": exc.lines()}, 400
@@ -295,10 +358,13 @@ async def reload(request: web.Request) -> web.Response:
     return _json({"status": "ok", "message": message})
 
 
-def make_app(monitor: Monitor, token: str | None = None) -> web.Application:
-    """The aiohttp application serving ``monitor``."""
+def make_app(
+    monitor: Monitor, token: str | None = None, reload: Reload | None = None
+) -> web.Application:
+    """The aiohttp application serving ``monitor``; ``reload`` serves ``POST /-/reload``."""
     app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=MAX_BODY)
     app[MONITOR] = monitor
+    app[RELOAD] = reload
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/points", points)
@@ -308,15 +374,20 @@ def make_app(monitor: Monitor, token: str | None = None) -> web.Application:
     app.router.add_get("/api/v1/stream", stream)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_post("/-/reload", reload)
+    app.router.add_post("/-/reload", reload_config)
     return app
 
 
 async def start_api(
-    monitor: Monitor, host: str, port: int, token: str | None = None
+    monitor: Monitor,
+    host: str,
+    port: int,
+    token: str | None = None,
+    *,
+    reload: Reload | None = None,
 ) -> web.AppRunner:
     """Serve the API; returns the runner (``await runner.cleanup()`` to stop)."""
-    runner = web.AppRunner(make_app(monitor, token), access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(monitor, token, reload), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:

@@ -1,10 +1,19 @@
-"""The event log: every state change, kept durably in SQLite.
+"""The event log: every state change, kept durably in SQLite (the stream's durable store).
 
 SQLite is the embedded engine made for this; its calls block, so they run on
 one dedicated worker thread (a sqlite connection belongs to the thread that
-made it) and the event loop only awaits futures. Writes are batched: events of
-one cycle land in one transaction. WAL mode keeps readers (the API) and the
-writer from blocking each other.
+made it) and the event loop only awaits futures. Writes are batched: the events
+that arrive while one transaction commits go into the next. WAL mode keeps
+readers (the API) and the writer from blocking each other; with
+``synchronous=NORMAL`` a committed transaction survives the process being
+killed (not a power cut), which is what "durable before published" needs.
+
+Ids are given here, in the writing transaction: one more than the highest id the
+database has ever given (``sqlite_sequence``), so they increase for the life of
+the file even when retention has deleted every older event. Durable *stages*
+(:meth:`EventLog.add_stage`) run inside the same transaction: the alert outbox
+enqueues an event's notifications there, so the event and its notifications are
+stored together or not at all.
 
 The log also remembers each point's last state, so a restarted monitor resumes
 from it without announcing the states again.
@@ -17,15 +26,19 @@ import concurrent.futures
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.core.health import Event, State
 from monitor.errors import ConfmonError
 
-__all__ = ["EventLog"]
+__all__ = ["EventLog", "Stage"]
 
 T = TypeVar("T")
+
+#: a durable stage: called on the log's thread, inside the transaction that stores ``events``
+Stage = Callable[[sqlite3.Connection, Sequence[Event]], None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -36,7 +49,9 @@ CREATE TABLE IF NOT EXISTS events (
     previous TEXT NOT NULL,
     state TEXT NOT NULL,
     reason TEXT NOT NULL,
-    metrics TEXT NOT NULL
+    metrics TEXT NOT NULL,
+    cause TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
 CREATE INDEX IF NOT EXISTS events_point ON events (point, id);
@@ -44,9 +59,19 @@ CREATE TABLE IF NOT EXISTS last_state (
     point TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     since REAL NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    cause TEXT NOT NULL DEFAULT ''
 );
 """
+
+#: columns added since the first release, for logs written by an older confmon
+_MIGRATIONS = (
+    ("events", "cause", "ALTER TABLE events ADD COLUMN cause TEXT NOT NULL DEFAULT ''"),
+    ("events", "name", "ALTER TABLE events ADD COLUMN name TEXT NOT NULL DEFAULT ''"),
+    ("last_state", "cause", "ALTER TABLE last_state ADD COLUMN cause TEXT NOT NULL DEFAULT ''"),
+)
+
+_COLUMNS = "id, at, point, district, previous, state, reason, metrics, cause, name"
 
 
 class EventLog:
@@ -58,6 +83,8 @@ class EventLog:
         self._districts = districts
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="confmon-eventlog")
         self._db: sqlite3.Connection | None = None
+        self._stages: list[Stage] = []
+        self._next_id = 1
 
     @classmethod
     async def open(
@@ -84,7 +111,22 @@ class EventLog:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
+        for table, column, sql in _MIGRATIONS:
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(sql)
+        given = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        highest = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        self._next_id = max(given[0] if given else 0, highest) + 1
         self._db = db
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest stored event (0 when there is none)."""
+        return self._next_id - 1
+
+    def add_stage(self, stage: Stage) -> None:
+        """Run ``stage`` inside every transaction that stores events (see the module docstring)."""
+        self._stages.append(stage)
 
     def set_districts(self, districts: dict[str, str]) -> None:
         """Replace the point -> district map (after a config reload)."""
@@ -97,35 +139,69 @@ class EventLog:
 
     # --- writing ------------------------------------------------------------------------------
 
-    async def write(self, events: Sequence[Event]) -> None:
-        """Store events durably (one transaction) and update each point's last state."""
-        if events:
-            await self._call(self._write, list(events))
+    async def append(self, events: Sequence[Event]) -> list[Event]:
+        """Store events durably (one transaction, with every stage); returns them with ids."""
+        if not events:
+            return []
+        return await self._call(self._append, list(events))
 
-    def _write(self, events: list[Event]) -> None:
+    def _append(self, events: list[Event]) -> list[Event]:
+        first = self._next_id
+        stored = [replace(e, id=first + i) for i, e in enumerate(events)]
         with self.db:
             self.db.executemany(
-                "INSERT INTO events (at, point, district, previous, state, reason, metrics)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
+                        e.id,
                         e.at,
                         e.point,
-                        self._districts.get(e.point, ""),
+                        e.district or self._districts.get(e.point, ""),
                         e.previous.value,
                         e.state.value,
                         e.reason,
                         json.dumps(e.metrics),
+                        e.cause or e.point,
+                        e.name,
                     )
-                    for e in events
+                    for e in stored
                 ],
             )
             self.db.executemany(
-                "INSERT INTO last_state (point, state, since, reason) VALUES (?, ?, ?, ?)"
+                "INSERT INTO last_state (point, state, since, reason, cause) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(point) DO UPDATE SET state=excluded.state, since=excluded.since,"
-                " reason=excluded.reason",
-                [(e.point, e.state.value, e.at, e.reason) for e in events],
+                " reason=excluded.reason, cause=excluded.cause",
+                [(e.point, e.state.value, e.at, e.reason, e.cause or e.point) for e in stored],
             )
+            for stage in self._stages:
+                stage(self.db, stored)
+        # only after the commit: a failed transaction gives the same ids again next time
+        self._next_id = first + len(stored)
+        return stored
+
+    async def since(self, after_id: int, limit: int = 1000) -> list[Event]:
+        """Stored events with ``id > after_id``, oldest first, at most ``limit``."""
+        rows = await self._call(
+            lambda: self.db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        )
+        return [
+            Event(
+                point=p,
+                previous=State(prev),
+                state=State(st),
+                reason=reason,
+                at=at,
+                metrics=json.loads(metrics),
+                cause=cause,
+                name=name,
+                district=d,
+                id=i,
+            )
+            for i, at, p, d, prev, st, reason, metrics, cause, name in rows
+        ]
 
     async def prune(self, now: float) -> int:
         """Delete events older than the retention; returns how many."""
@@ -171,7 +247,7 @@ class EventLog:
         if before_id is not None:
             where.append("id < ?")
             args.append(before_id)
-        sql = "SELECT id, at, point, district, previous, state, reason, metrics FROM events"
+        sql = f"SELECT {_COLUMNS} FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
@@ -186,9 +262,11 @@ class EventLog:
                 "from": prev,
                 "to": s,
                 "reason": reason,
+                "cause": cause or p,
+                "name": name or p,
                 "metrics": json.loads(metrics),
             }
-            for i, at, p, d, prev, s, reason, metrics in rows
+            for i, at, p, d, prev, s, reason, metrics, cause, name in rows
         ]
 
     async def close(self) -> None:

@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 
 from monitor.core.health import STATES, HealthModel, State
 from monitor.core.results import ProbeResult
+from monitor.probes import registry
 
 __all__ = ["CONTENT_TYPE", "PointMetricsWriter", "Telemetry"]
 
@@ -38,14 +39,6 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: which of rtt/jitter/loss each probe measures (a stable set of series per point)
-MEASURES: dict[str, tuple[str, ...]] = {
-    "icmp": ("rtt", "jitter", "loss"),
-    "media": ("rtt", "jitter", "loss"),
-    "tcp": ("rtt",),
-    "http": ("rtt",),
-    "sip": ("rtt",),
-}
 _FAMILIES = {
     "rtt": ("confmon_probe_rtt_seconds", "Mean round-trip time of the last probe cycle."),
     "jitter": (
@@ -53,6 +46,12 @@ _FAMILIES = {
         "RFC 3550 interarrival jitter (media) or mean RTT delta (icmp) of the last cycle.",
     ),
     "loss": ("confmon_probe_loss_ratio", "Packet loss of the last probe cycle, 0..1."),
+}
+#: which of rtt/jitter/loss each probe measures (a stable set of series per point); a
+#: probe's MOS is the point's confmon_point_mos, not a per-probe series
+MEASURES: dict[str, tuple[str, ...]] = {
+    name: tuple(m for m in measures if m in _FAMILIES)
+    for name, measures in registry.MEASURES.items()
 }
 
 
@@ -107,11 +106,14 @@ class PointMetricsWriter:
         self._info = _header(
             "confmon_point_info", "Names and hosts of the points (value 1)."
         ) + "".join(info)
-        self._mos = [
-            (model.points[pid].latest, f"confmon_point_mos{{{self._l2[pid]}}} ")
-            for pid in self._ids
-            if inv.profile_of(pid).media is not None
-        ]
+        # a point's MOS is that of the first of its probes that reports one (media)
+        self._mos: list[Triple] = []
+        for pid in self._ids:
+            runs = inv.profile_of(pid).probes()
+            mos_by = next((n for n in runs if "mos" in registry.MEASURES[n]), None)
+            if mos_by is not None:
+                prefix = f"confmon_point_mos{{{self._l2[pid]}}} "
+                self._mos.append((model.points[pid].latest, mos_by, prefix))
 
     def render(self) -> str:
         """The families as Prometheus text format 0.0.4."""
@@ -149,8 +151,8 @@ class PointMetricsWriter:
             )
         out.append(_header("confmon_point_mos", "E-model MOS estimate of the media path (1..4.5)."))
         out.extend(
-            f"{prefix}{_num(r.mos if (r := latest.get('media')) else None)}\n"
-            for latest, prefix in self._mos
+            f"{prefix}{_num(r.mos if (r := latest.get(name)) else None)}\n"
+            for latest, name, prefix in self._mos
         )
 
         out.append(_header("confmon_points", "Number of points per state."))

@@ -3,26 +3,27 @@
 A probe is ``async def probe(target, settings, ctx) -> ProbeResult``. A network
 failure is a result with ``ok=False`` and a ``error`` reason, never an
 exception; exceptions are for bugs and bad arguments. Every probe honours one
-deadline for the whole probe (derived from its settings), applied to every
-socket operation.
+deadline for the whole probe (derived from its settings, see
+:attr:`monitor.probes.spec.ProbeSpec.deadline`), applied to every socket operation.
+This module knows no protocol: what a probe shares with the others of its kind
+(the ICMP engine, the HTTP connection pool) it keeps in the context through
+:meth:`ProbeContext.shared`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar, cast
 
 from monitor.core.results import Phase, ProbeResult, result_json
 
-if TYPE_CHECKING:
-    import aiohttp
-
-    from monitor.probes.icmp import IcmpEngine
-
 __all__ = [
     "TICK",
+    "Closable",
     "Phase",
     "ProbeContext",
     "ProbeFn",
@@ -55,49 +56,54 @@ def now() -> float:
     return time.time()
 
 
+class Closable(Protocol):
+    """A resource a :class:`ProbeContext` can hold: it has ``async close()``."""
+
+    async def close(self) -> None: ...
+
+
+R = TypeVar("R", bound=Closable)
+
+
 class ProbeContext:
     """Resources shared by all probes of a process, opened on first use and closed together.
 
     Use as ``async with ProbeContext() as ctx``. Sharing matters: one ICMP engine
-    (one socket per address family for all targets) and one HTTP connection pool.
+    (one socket per address family for all targets, :func:`monitor.probes.icmp.engine`)
+    and one HTTP connection pool (:func:`monitor.probes.http.session`).
     """
 
-    def __init__(self, *, icmp_privileged: bool | None = None) -> None:
-        self._icmp: IcmpEngine | None = None
-        self._icmp_privileged = icmp_privileged
-        self._http: aiohttp.ClientSession | None = None
+    def __init__(self) -> None:
+        self._resources: dict[str, Closable] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._stack = contextlib.AsyncExitStack()
 
-    async def icmp(self) -> IcmpEngine:
-        """The process's ICMP engine; raises :class:`monitor.errors.ConfmonError` if ICMP is not permitted."""
-        if self._icmp is None:
-            from monitor.probes.icmp import IcmpEngine
+    async def shared(self, key: str, opener: Callable[[], Awaitable[R]]) -> R:
+        """The resource under ``key``, opened with ``opener()`` on the first call.
 
-            self._icmp = await IcmpEngine.open(privileged=self._icmp_privileged)
-        return self._icmp
-
-    async def http(self) -> aiohttp.ClientSession:
-        """The shared aiohttp session (no cookies kept, no proxy from the environment)."""
-        if self._http is None or self._http.closed:
-            import aiohttp
-
-            from monitor.probes.http import TRACE_CONFIG, Resolver  # phase timings, lookups
-
-            self._http = aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar(),
-                connector=aiohttp.TCPConnector(limit=256, force_close=True, resolver=Resolver()),
-                trust_env=False,
-                trace_configs=[TRACE_CONFIG],
-            )
-        return self._http
+        Every later call with the same ``key`` returns the same object (callers that
+        arrive while it is being opened wait for it), until :meth:`close` closes it.
+        An opener that raises leaves nothing behind: the next call tries again. One
+        ``key`` must always come with the same kind of resource; by convention it is
+        the name of the probe that owns it.
+        """
+        resource = self._resources.get(key)
+        if resource is None:
+            lock = self._opening.setdefault(key, asyncio.Lock())
+            async with lock:
+                resource = self._resources.get(key)
+                if resource is None:
+                    resource = await opener()
+                    self._stack.push_async_callback(resource.close)
+                    self._resources[key] = resource
+        return cast(R, resource)
 
     async def close(self) -> None:
-        """Close every resource opened so far."""
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-        if self._icmp is not None:
-            await self._icmp.close()
-            self._icmp = None
+        """Close every resource opened so far, the last opened first; the context stays usable."""
+        stack, self._stack = self._stack, contextlib.AsyncExitStack()
+        self._resources.clear()
+        self._opening.clear()
+        await stack.aclose()
 
     async def __aenter__(self) -> ProbeContext:
         return self

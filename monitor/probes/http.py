@@ -2,8 +2,9 @@
 
 ``probe(target, settings, ctx)`` requests ``{scheme}://{host}:{port}{path}``
 (port 80/443 by scheme unless set; IPv6 addresses in brackets) through the
-process's shared aiohttp session (``await ctx.http()``). Redirects are not
-followed: a 30x is a status like any other.
+context's shared aiohttp session (``await session(ctx)``). Redirects are not
+followed: a 30x is a status like any other. The settings model and the spec are in
+:mod:`monitor.probes.httpspec` (importable without aiohttp) and re-exported here.
 
 What a caller may rely on:
 
@@ -32,7 +33,7 @@ What a caller may rely on:
   body byte. Cancellation propagates; aiohttp releases the connection.
 
 How the timings are taken: aiohttp's client tracing (:data:`TRACE_CONFIG`,
-attached to the shared session by :meth:`ProbeContext.http`) marks DNS,
+attached to the shared session by :func:`session`) marks DNS,
 connection creation, headers sent; the probe itself marks headers received
 and body end. aiohttp opens the TCP connection and runs the TLS handshake in
 one step with no trace signal between them, so the probe passes its own
@@ -67,17 +68,21 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from monitor.core.results import Phase, ProbeResult
-from monitor.inventory.model import HttpSettings
 from monitor.probes.base import ProbeContext, now
-from monitor.probes.tcp import resolve
+from monitor.probes.httpspec import SPEC, HttpSettings
+from monitor.probes.net import resolve
 
 __all__ = [
     "BODY_LIMIT",
     "PROBE_NAME",
+    "SPEC",
     "TRACE_CONFIG",
+    "HttpSettings",
+    "Resolver",
     "build_url",
     "certificate_not_after",
     "probe",
+    "session",
 ]
 
 PROBE_NAME = "http"
@@ -237,7 +242,7 @@ def certificate_not_after(der: bytes) -> datetime:
 
 
 class Resolver(AbstractResolver):
-    """aiohttp's name lookups through :func:`monitor.probes.tcp.resolve`, like every other probe.
+    """aiohttp's name lookups through :func:`monitor.probes.net.resolve`, like every other probe.
 
     Address literals skip the resolver's thread pool and ``.invalid`` names fail
     without a query (RFC 6761), as they do for the other probes.
@@ -262,6 +267,24 @@ class Resolver(AbstractResolver):
 
     async def close(self) -> None:
         return None
+
+
+async def _open_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(),
+        connector=aiohttp.TCPConnector(limit=256, force_close=True, resolver=Resolver()),
+        trust_env=False,
+        trace_configs=[TRACE_CONFIG],  # phase timings
+    )
+
+
+async def session(ctx: ProbeContext) -> aiohttp.ClientSession:
+    """The context's shared aiohttp session, opened on first use and closed with the context.
+
+    No cookies are kept and no proxy is taken from the environment; lookups go
+    through :class:`Resolver` and :data:`TRACE_CONFIG` times the phases.
+    """
+    return await ctx.shared("http", _open_session)
 
 
 def build_url(host: str, settings: HttpSettings) -> str:
@@ -406,12 +429,12 @@ async def probe(target: str, settings: HttpSettings, ctx: ProbeContext) -> Probe
     token = _CURRENT.set(timing)
     try:
         async with asyncio.timeout(settings.timeout):
-            session = await ctx.http()
+            client = await session(ctx)
             ssl_arg: ssl.SSLContext | bool = (
                 await _ssl_context(settings.tls_verify) if https else True
             )
             timing.start = time.monotonic()
-            async with session.get(
+            async with client.get(
                 url,
                 allow_redirects=False,
                 ssl=ssl_arg,

@@ -4,7 +4,7 @@ What a caller may rely on:
 
 * ``probe(target, settings, ctx)`` sends ``settings.count`` echo requests (default 5),
   ``settings.spacing`` apart (default 20 ms), through the process's :class:`IcmpEngine`
-  (``await ctx.icmp()``) and returns an ``"icmp"`` :class:`~monitor.probes.base.ProbeResult`.
+  (``await engine(ctx)``) and returns an ``"icmp"`` :class:`~monitor.probes.base.ProbeResult`.
 * ``ok`` means **at least one reply came back**: a point answering 1 echo of 5 is
   reachable; its ``loss`` (not ``ok``) is what makes it degraded.
 * ``rtt`` is the mean RTT of the replies, ``rtt_min``/``rtt_max`` their extremes,
@@ -20,7 +20,7 @@ What a caller may rely on:
   ``"cannot resolve <host>: ..."``, ``"no reply to <n> echo requests"``,
   ``"cannot send echo request: <reason>"``, ``"IPv6 is not available: <reason>"``.
   The one exception is a missing permission: :meth:`IcmpEngine.open` (hence
-  ``ctx.icmp()``) raises :class:`~monitor.errors.ConfmonError` saying what to grant.
+  :func:`engine`) raises :class:`~monitor.errors.ConfmonError` saying what to grant.
 * Phases: ``resolve`` (detail: the address used), then ``echo`` (detail: sent and
   received). ``details``: ``address``, ``sent``, ``received``, ``rtts`` (one entry per
   request in send order, ``None`` when lost), ``ttl`` (of the last reply, ``None`` if the
@@ -45,14 +45,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import errno
 import heapq
 import ipaddress
 import itertools
 import math
 import os
-import platform
 import random
 import secrets
 import socket
@@ -60,15 +58,36 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
+
+from pydantic import Field
 
 from monitor.core.results import Phase, ProbeResult
 from monitor.errors import ConfmonError
-from monitor.inventory.model import IcmpSettings
+from monitor.inventory.types import Duration, Strict
 from monitor.probes.base import ProbeContext, now
-from monitor.probes.tcp import Address, describe_oserror, resolve
+from monitor.probes.net import (
+    LINUX_GENERIC,
+    TIMESTAMP_SPACE,
+    Address,
+    arrival_time,
+    describe_oserror,
+    enable_receive_timestamps,
+    resolve,
+)
+from monitor.probes.spec import ProbeSpec
 
-__all__ = ["MAX_SIZE", "IcmpEngine", "probe"]
+__all__ = ["MAX_SIZE", "SPEC", "IcmpEngine", "IcmpSettings", "engine", "probe"]
+
+
+class IcmpSettings(Strict):
+    """A burst of echo requests."""
+
+    count: Annotated[int, Field(ge=1, le=100)] = 5
+    spacing: Duration = 0.020
+    timeout: Duration = 1.0
+    size: Annotated[int, Field(ge=0, le=1472)] = 56
+
 
 MAX_SIZE: Final = 65_507 - 8
 """Largest payload (bytes after the 8-byte ICMP header) :meth:`IcmpEngine.ping` accepts."""
@@ -76,18 +95,13 @@ MAX_SIZE: Final = 65_507 - 8
 _ECHO_REQUEST: Final[dict[int, int]] = {socket.AF_INET: 8, socket.AF_INET6: 128}
 _ECHO_REPLY: Final[dict[int, int]] = {socket.AF_INET: 0, socket.AF_INET6: 129}
 
-# Linux socket options the socket module does not export. The numbers are the
-# asm-generic ones (x86-64, arm64, riscv, ...); MIPS, SPARC, Alpha and PA-RISC renumber
-# SOL_SOCKET options, so there the engine goes without them rather than set a wrong one.
-_LINUX_GENERIC: Final = sys.platform == "linux" and not platform.machine().startswith(
-    ("mips", "sparc", "alpha", "parisc")
-)
+# Linux socket options the socket module does not export: the asm-generic numbers, used
+# only where net.LINUX_GENERIC says they apply.
 _SOL_RAW: Final = 255
 _ICMP_FILTER: Final = 1
 _ICMP6_FILTER: Final = 1
 _SO_SNDBUFFORCE: Final = 32
 _SO_RCVBUFFORCE: Final = 33
-_SO_TIMESTAMPNS: Final = 35
 _IP_RECVTTL: Final = 12
 
 # A burst of 10,000 targets answers faster than a busy loop reads; the replies wait in
@@ -106,14 +120,13 @@ _REQUEST: Final = struct.Struct("!BBHHHII")  # ... then nonce and serial: our ma
 _MARK: Final = struct.Struct("!II")
 _MARK_SIZE: Final = _MARK.size
 _ID_SEQ: Final = struct.Struct("!HH")
-_TIMESPEC: Final = struct.Struct("@qq")
 _INT: Final = struct.Struct("@i")
 # Ancillary items that carry the reply's TTL / hop limit: {type: level}.
 _TTL_ITEMS: Final[dict[int, int]] = {
     socket.IP_TTL: socket.IPPROTO_IP,
     socket.IPV6_HOPLIMIT: socket.IPPROTO_IPV6,
 }
-_ANCILLARY: Final = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_INT.size) + 64
+_ANCILLARY: Final = TIMESTAMP_SPACE + socket.CMSG_SPACE(_INT.size) + 64
 
 # Replies read per wake-up before other callbacks get a turn. Reading is cheap and a
 # reply read late only waits (its RTT comes from the kernel's stamp), but a queue left
@@ -438,7 +451,6 @@ class _IcmpSocket:
         reply_type = self.reply_type
         nonce = self.nonce
         monotonic = time.monotonic
-        wall = time.time
         for _ in range(_RECV_BATCH):
             try:
                 size, ancillary, _flags, source = sock.recvmsg_into(buffers, _ANCILLARY)
@@ -479,16 +491,9 @@ class _IcmpSocket:
             ):
                 continue
             del outstanding[key]
-            arrived = received_at
+            arrived = arrival_time(ancillary, received_at)  # the kernel's stamp, if any
             for level, kind, data in ancillary:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-                    # Carry the kernel's wall-clock stamp over to the monotonic clock by
-                    # its age: only a clock step inside that (short) age can distort it.
-                    age = wall() - (seconds + nanoseconds * 1e-9)
-                    if age > 0.0:
-                        arrived = received_at - age
-                elif _TTL_ITEMS.get(kind) == level and len(data) >= 4:
+                if _TTL_ITEMS.get(kind) == level and len(data) >= 4:
                     ttl = _INT.unpack_from(data)[0]
             rtt = arrived - burst.sent[index]
             if rtt < 0.0:  # a wall-clock step: fall back to when we read the reply
@@ -557,13 +562,11 @@ def _open_socket(family: int, raw: bool) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP6_FILTER, struct.pack("@8I", *words))
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-        elif not raw and _LINUX_GENERIC:
+        elif not raw and LINUX_GENERIC:
             sock.setsockopt(socket.IPPROTO_IP, _IP_RECVTTL, 1)  # raw IPv4 reads the IP header
-        if _LINUX_GENERIC:
-            # Without it (or where the kernel refuses) RTTs end when the loop reads the
-            # reply, which _on_readable notices by the missing ancillary item.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        # Without stamps (or where the kernel refuses) RTTs end when the loop reads the
+        # reply: arrival_time falls back to the read time.
+        enable_receive_timestamps(sock)
     except BaseException:
         sock.close()
         raise
@@ -574,7 +577,7 @@ def _set_buffer(sock: socket.socket, option: int, force: int, size: int) -> None
     # The FORCE variants (root / CAP_NET_ADMIN) may exceed net.core.[rw]mem_max; without
     # them the kernel silently caps the plain option at that maximum, which is the best
     # an unprivileged process can get.
-    if _LINUX_GENERIC:
+    if LINUX_GENERIC:
         try:
             sock.setsockopt(socket.SOL_SOCKET, force, size)
             return
@@ -788,13 +791,38 @@ async def _resolve(host: str, deadline: float) -> Address:
     return family, sockaddr
 
 
+async def engine(ctx: ProbeContext) -> IcmpEngine:
+    """The context's ICMP engine, opened on first use and closed with the context.
+
+    Raises :class:`~monitor.errors.ConfmonError`, saying what to grant, when this
+    process may open no ICMP socket; a later call tries again.
+    """
+    return await ctx.shared("icmp", IcmpEngine.open)
+
+
 async def probe(target: str, settings: IcmpSettings, ctx: ProbeContext) -> ProbeResult:
     """Ping ``target`` with a burst as ``settings`` says; see the module docstring."""
-    engine = await ctx.icmp()
-    return await engine.ping(
+    pinger = await engine(ctx)
+    return await pinger.ping(
         target,
         count=settings.count,
         spacing=settings.spacing,
         timeout=settings.timeout,
         size=settings.size,
     )
+
+
+def deadline(settings: IcmpSettings) -> float:
+    """The probe's one deadline: ``(count - 1) * spacing + timeout``."""
+    return (settings.count - 1) * settings.spacing + settings.timeout
+
+
+SPEC = ProbeSpec(
+    name="icmp",
+    settings=IcmpSettings,
+    probe=probe,
+    deadline=deadline,
+    measures=("rtt", "jitter", "loss"),
+    can_reach=True,
+    takes_port=False,
+)

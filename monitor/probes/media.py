@@ -63,16 +63,33 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field
 
 from monitor.core.results import Phase, ProbeResult
-from monitor.inventory.model import MediaSettings
+from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes import emodel
 from monitor.probes.base import ProbeContext, aligned, now
-from monitor.probes.tcp import resolve
+from monitor.probes.net import resolve
+from monitor.probes.spec import ProbeSpec
 
-__all__ = ["MIN_SIZE", "PROBE_NAME", "TAG_SIZE", "probe"]
+__all__ = ["MIN_SIZE", "PROBE_NAME", "SPEC", "TAG_SIZE", "MediaSettings", "probe"]
 
 PROBE_NAME = "media"
+
+
+class MediaSettings(Strict):
+    """A paced stream of RTP-sized UDP packets to an echo reflector."""
+
+    port: Port = 7078
+    packets: Annotated[int, Field(ge=1, le=10_000)] = 50
+    # 12-byte RTP header + 16-byte probe tag (nonce, send time) is the smallest packet.
+    size: Annotated[int, Field(ge=28, le=1472)] = 172
+    pacing: Duration = 0.020
+    every: Duration = 30.0
+    timeout: Duration = 1.0
+
 
 # RTP fixed header (RFC 3550 §5.1): V/P/X/CC, M/PT, sequence, timestamp, SSRC.
 _RTP = struct.Struct("!BBHII")
@@ -362,3 +379,23 @@ def _result(
         phases=phases,
         details=details,
     )
+
+
+def deadline(settings: MediaSettings) -> float:
+    """The probe's one deadline: ``(packets - 1) * pacing + timeout``."""
+    return (settings.packets - 1) * settings.pacing + settings.timeout
+
+
+def period(settings: MediaSettings) -> float:
+    """A stream is a call's worth of packets: it runs every ``settings.every``, not every cycle."""
+    return settings.every
+
+
+SPEC = ProbeSpec(
+    name=PROBE_NAME,
+    settings=MediaSettings,
+    probe=probe,
+    deadline=deadline,
+    measures=("rtt", "jitter", "loss", "mos"),
+    period=period,
+)

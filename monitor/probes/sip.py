@@ -63,34 +63,51 @@ probes need. :func:`parse_response` is a pure function that never raises on any 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import platform
 import re
 import secrets
 import socket
-import struct
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
+
+from pydantic import Field
 
 from monitor import __version__
 from monitor.core.results import Phase, ProbeResult
-from monitor.inventory.model import SipSettings
+from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes.base import ProbeContext, now
-from monitor.probes.tcp import describe_oserror, resolve
+from monitor.probes.net import (
+    TIMESTAMP_SPACE,
+    arrival_time,
+    describe_oserror,
+    enable_receive_timestamps,
+    resolve,
+)
+from monitor.probes.spec import ProbeSpec
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "SPEC",
     "T1",
     "T2",
     "SipResponse",
+    "SipSettings",
     "build_options",
     "parse_response",
     "probe",
     "split_message",
 ]
+
+
+class SipSettings(Strict):
+    """SIP OPTIONS keepalive."""
+
+    transport: Literal["udp", "tcp"] = "udp"
+    port: Port = 5060
+    timeout: Duration = 1.0
+    alive_codes: list[Annotated[int, Field(ge=100, le=699)]] | None = None
+
 
 T1 = 0.5
 """RFC 3261 round-trip time estimate: the first retransmission interval (seconds)."""
@@ -131,14 +148,7 @@ _CSEQ = re.compile(r"(\d{1,10})[ \t]+([A-Za-z]+)")
 _BRANCH = re.compile(r";[ \t]*branch[ \t]*=[ \t]*([^;, \t]+)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SOCKTYPE = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
-# Linux's generic SOL_SOCKET number (the socket module does not export it); the same
-# guard as the ICMP engine: a few architectures number SOL_SOCKET options differently.
-_SO_TIMESTAMPNS: Final = 35
-_TIMESTAMPS: Final = sys.platform == "linux" and not platform.machine().startswith(
-    ("mips", "sparc", "alpha", "parisc")
-)
-_TIMESPEC: Final = struct.Struct("@qq")
-_ANCILLARY: Final = socket.CMSG_SPACE(_TIMESPEC.size) + 64
+_ANCILLARY: Final = TIMESTAMP_SPACE + 64
 _MAX_DATAGRAM: Final = 65535
 
 
@@ -401,16 +411,7 @@ class _UdpTransaction:
                 self._fail(exc)
                 return
             received_at = time.monotonic()
-            arrived = received_at
-            for level, kind, item in ancillary:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(item)
-                    # Carry the kernel's wall-clock stamp over to the monotonic clock by
-                    # its age, as the ICMP engine does: only a clock step inside that
-                    # (short) age can distort it.
-                    age = time.time() - (seconds + nanoseconds * 1e-9)
-                    if age > 0.0:
-                        arrived = received_at - age
+            arrived = arrival_time(ancillary, received_at)  # the kernel's stamp, if any
             if not exchange.sent or arrived < exchange.sent[0]:
                 arrived = received_at  # a wall-clock step: fall back to the read time
             if exchange.accept(data, ends, arrived):
@@ -469,11 +470,9 @@ async def _udp(
     transaction: _UdpTransaction | None = None
     try:
         sock.setblocking(False)
-        if _TIMESTAMPS:
-            # Without it (or where the kernel refuses) the arrival is the loop's read
-            # time, which _on_readable notices by the missing ancillary item.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        # Without stamps (or where the kernel refuses) the arrival is the loop's read
+        # time: arrival_time falls back to it.
+        enable_receive_timestamps(sock)
         try:
             # connect() on a datagram socket only picks the route and local address (no
             # packet), so it does not block; it fails at once when there is no route.
@@ -634,3 +633,18 @@ async def probe(target: str, settings: SipSettings, ctx: ProbeContext) -> ProbeR
         phases=tuple(step.phases),
         details=details,
     )
+
+
+def deadline(settings: SipSettings) -> float:
+    """The probe's one deadline: ``settings.timeout``."""
+    return settings.timeout
+
+
+SPEC = ProbeSpec(
+    name="sip",
+    settings=SipSettings,
+    probe=probe,
+    deadline=deadline,
+    measures=("rtt",),
+    can_reach=True,
+)

@@ -15,86 +15,31 @@ What a caller may rely on:
 * The socket is closed before the probe returns, also when the probe is cancelled.
   Nothing is sent: connect and close, so the peer sees an ordinary FIN.
 
-:func:`resolve` and :func:`describe_oserror` are shared with the other
-socket-level probes (``sip``), so that "cannot resolve" and "refused" read the
-same everywhere.
+:func:`resolve` and :func:`describe_oserror` live in :mod:`monitor.probes.net`,
+shared with the other socket-level probes, so that "cannot resolve" and "refused"
+read the same everywhere; they are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import ipaddress
 import socket
 import time
 
 from monitor.core.results import Phase, ProbeResult
-from monitor.inventory.model import TcpSettings
+from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes.base import ProbeContext, now
+from monitor.probes.net import Address, describe_oserror, resolve
+from monitor.probes.spec import ProbeSpec
 
-__all__ = ["Address", "describe_oserror", "probe", "resolve"]
-
-Address = tuple[int, tuple[str, int] | tuple[str, int, int, int]]
-"""An address family and the socket address to connect to."""
-
-_ERRNO_REASONS = {
-    errno.ECONNREFUSED: "connection refused",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
-    errno.ECONNRESET: "connection reset",
-    errno.EADDRNOTAVAIL: "address not available",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "not permitted (firewall?)",
-}
+__all__ = ["SPEC", "Address", "TcpSettings", "describe_oserror", "probe", "resolve"]
 
 
-def describe_oserror(exc: OSError) -> str:
-    """A short, stable reason for a socket error (``"connection refused"``, ...)."""
-    if exc.errno is not None and exc.errno in _ERRNO_REASONS:
-        return _ERRNO_REASONS[exc.errno]
-    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+class TcpSettings(Strict):
+    """A TCP connect to host:port."""
 
-
-async def resolve(host: str, port: int, socktype: int) -> list[Address]:
-    """The addresses of ``host`` in resolver order; raises :class:`socket.gaierror`.
-
-    IP literals are answered without the resolver, and names in the reserved
-    ``.invalid`` domain fail without a query. The default executor runs
-    ``getaddrinfo`` on a small thread pool, and 450 probes of literal
-    addresses must not queue behind one slow DNS lookup. A timeout around this
-    call stops the wait, not the resolver thread (``getaddrinfo`` cannot be
-    interrupted); the thread finishes on its own.
-    """
-    name = host.rstrip(".").lower()
-    if name == "invalid" or name.endswith(".invalid"):
-        # RFC 6761 §6.4: never resolvable, so never worth a query to a resolver
-        raise socket.gaierror(socket.EAI_NONAME, "reserved name (RFC 6761), never resolved")
-    try:
-        # the common case, a dotted quad, in C: inet_pton accepts exactly the canonical
-        # forms ipaddress does (no leading zeros), ~20x faster, and this runs per probe
-        socket.inet_pton(socket.AF_INET, host)
-    except (OSError, ValueError):
-        pass
-    else:
-        return [(socket.AF_INET, (host, port))]
-    if "%" not in host:  # scoped IPv6 needs getaddrinfo to map the zone to an index
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            if ip.version == 4:
-                return [(socket.AF_INET, (str(ip), port))]
-            return [(socket.AF_INET6, (str(ip), port, 0, 0))]
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socktype)
-    seen: list[Address] = []
-    for family, _type, _proto, _canon, sockaddr in infos:
-        addr: Address = (int(family), sockaddr)  # type: ignore[assignment]
-        if family in (socket.AF_INET, socket.AF_INET6) and addr not in seen:
-            seen.append(addr)
-    if not seen:
-        raise socket.gaierror(socket.EAI_NONAME, "no IPv4 or IPv6 address")
-    return seen
+    port: Port
+    timeout: Duration = 1.0
 
 
 async def _connect(family: int, sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> None:
@@ -171,3 +116,18 @@ async def probe(target: str, settings: TcpSettings, ctx: ProbeContext) -> ProbeR
         phases=tuple(phases),
         details=details,
     )
+
+
+def deadline(settings: TcpSettings) -> float:
+    """The probe's one deadline: ``settings.timeout``."""
+    return settings.timeout
+
+
+SPEC = ProbeSpec(
+    name="tcp",
+    settings=TcpSettings,
+    probe=probe,
+    deadline=deadline,
+    measures=("rtt",),
+    can_reach=True,
+)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,28 +16,11 @@ from monitor.inventory.writer import to_yaml
 from monitor.lab.addresses import lab_inventory
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab
+from tests.commands.running import get_json, until
 from tests.helpers import CONFIGS, free_port
 from tests.prometheus import prometheus
 
 INTERVAL = 2.0
-
-
-async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def until(check: Any, within: float, what: str) -> float:
-    """Poll ``check()`` (async, truthy when done); returns the seconds it took."""
-    start = time.monotonic()
-    try:
-        async with asyncio.timeout(within):
-            while not await check():  # noqa: ASYNC110 - polling another process's API
-                await asyncio.sleep(0.25)
-    except TimeoutError:
-        raise AssertionError(f"not within {within:g}s: {what}") from None
-    return time.monotonic() - start
 
 
 def scrape_values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

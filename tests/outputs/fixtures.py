@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import itertools
+import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from monitor.core.results import ProbeResult
+from monitor.app import App, AppOptions, open_app
+from monitor.core.ingest import IngestReport
+from monitor.core.results import ProbeResult, ResultBatch
 from monitor.core.service import Monitor
 from monitor.inventory import Inventory, load_inventory, parse_inventory
-from monitor.outputs.api import start_api
 from tests.helpers import free_port
+
+#: the agent name the tests' results come from
+TEST_AGENT = "test"
+_seq = itertools.count(1)
+
+
+def feed(
+    m: Monitor, point: str, results: Sequence[ProbeResult], at: float | None = None
+) -> IngestReport:
+    """One cycle of ``point``'s results through the monitor's ingest, received at ``at``
+    (default: now)."""
+    at = time.time() if at is None else at
+    if TEST_AGENT not in m.ingest.agents():
+        m.ingest.assign(TEST_AGENT, None)
+    batch = ResultBatch(TEST_AGENT, next(_seq), at, tuple((point, r) for r in results))
+    return m.ingest.accept(batch, at)
+
 
 CONFIG = """
 monitor: {name: "Hội nghị thử", interval: 5s, fail_after: 2, recover_after: 2, stale_after: 20s}
@@ -45,27 +65,34 @@ def bad(probe: str, at: float) -> ProbeResult:
 async def serving(
     tmp_path: Path, *, text: str | None = CONFIG, token: str | None = None
 ) -> AsyncIterator[tuple[Monitor, str]]:
-    """A started Monitor (no probing) with its API on a free loopback port: (monitor, base URL).
+    """A started monitor (no probing) with its API on a free loopback port: (monitor, base URL).
 
     With ``text``, the inventory is written to tmp_path/test.yaml and the monitor can reload
     it; with ``text=None`` it is built in memory and has no config file (as in the demo).
     """
+    async with serving_app(tmp_path, text=text, token=token) as (app, base):
+        yield app.monitor, base
+
+
+@contextlib.asynccontextmanager
+async def serving_app(
+    tmp_path: Path, *, text: str | None = CONFIG, token: str | None = None
+) -> AsyncIterator[tuple[App, str]]:
+    """As :func:`serving`, but the whole app (for reload)."""
+    config = None
     if text is None:
-        monitor = Monitor(inventory(), state_db=tmp_path / "ev.sqlite3", probe=False)
+        inv = inventory()
     else:
         config = tmp_path / "test.yaml"
         config.write_text(text, encoding="utf-8")
-        monitor = Monitor(
-            load_inventory(config),
-            state_db=tmp_path / "ev.sqlite3",
-            probe=False,
-            config_path=config,
-        )
-    await monitor.start()
+        inv = load_inventory(config)
     port = free_port()
-    runner = await start_api(monitor, "127.0.0.1", port, token)
-    try:
-        yield monitor, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-        await monitor.stop()
+    opts = AppOptions(
+        config_path=config,
+        state_db=tmp_path / "ev.sqlite3",
+        listen=("127.0.0.1", port),
+        token=token,
+        probe=False,
+    )
+    async with open_app(inv, opts) as app:
+        yield app, f"http://127.0.0.1:{port}"

@@ -15,7 +15,7 @@ import pytest
 from monitor.core.service import Monitor
 from monitor.inventory import load_inventory
 from tests.helpers import free_port
-from tests.outputs.fixtures import CONFIG, bad, good, serving
+from tests.outputs.fixtures import CONFIG, bad, feed, good, serving
 
 TOKEN = "s3cret"
 
@@ -47,8 +47,9 @@ def feed_district_down(m: Monitor) -> None:
     for step in range(3):
         at = now + 5 * step
         for pid in ("ba-vi.tan-linh", "ba-vi.ba-trai", "ba-vi"):
-            m.ingest(pid, [bad("icmp", at), bad("sip", at)], at)
-        m.ingest(
+            feed(m, pid, [bad("icmp", at), bad("sip", at)], at)
+        feed(
+            m,
             "son-tay",
             [good("icmp", at, rtt=0.01, loss=0.0, jitter=0.001), good("sip", at, rtt=0.02)],
             at,
@@ -209,12 +210,12 @@ async def test_restart_resumes_states_without_new_events(tmp_path: Path) -> None
     config = tmp_path / "test.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     db = tmp_path / "ev.sqlite3"
-    first = Monitor(load_inventory(config), state_db=db, probe=False)
+    first = Monitor(load_inventory(config), state_db=db)
     await first.start()
     feed_district_down(first)
     await first.stop()
     assert first.eventlog is None
-    second = Monitor(load_inventory(config), state_db=db, probe=False)
+    second = Monitor(load_inventory(config), state_db=db)
     await second.start()
     try:
         assert second.model.points["ba-vi"].state.value == "down"
@@ -222,7 +223,7 @@ async def test_restart_resumes_states_without_new_events(tmp_path: Path) -> None
         assert second.eventlog is not None
         before = len(await second.eventlog.query(limit=1000))
         now = time.time()
-        second.ingest("ba-vi", [bad("icmp", now), bad("sip", now)], now)
+        feed(second, "ba-vi", [bad("icmp", now), bad("sip", now)], now)
         await asyncio.sleep(0.5)
         assert len(await second.eventlog.query(limit=1000)) == before
     finally:

@@ -24,13 +24,13 @@ async def test_events_survive_reopen_and_filter_and_page(tmp_path: Path) -> None
     db = tmp_path / "events.sqlite3"
     districts = {"d": "d", "d.a": "d", "m": "m"}
     log = await EventLog.open(db, districts)
-    await log.write(
+    await log.append(
         [ev("d", State.UNKNOWN, State.UP, 100.0), ev("d.a", State.UNKNOWN, State.UP, 101.0)]
     )
-    await log.write(
+    await log.append(
         [ev("d", State.UP, State.DOWN, 200.0), ev("d.a", State.UP, State.UNREACHABLE, 201.0)]
     )
-    await log.write([ev("m", State.UNKNOWN, State.DEGRADED, 300.0)])
+    await log.append([ev("m", State.UNKNOWN, State.DEGRADED, 300.0)])
     await log.close()
 
     log = await EventLog.open(db, districts)
@@ -68,17 +68,19 @@ async def test_stop_writes_events_queued_behind_a_slow_query(tmp_path: Path) -> 
     from monitor.core.results import ProbeResult
     from monitor.core.service import Monitor
     from monitor.inventory import parse_inventory
+    from tests.outputs.fixtures import feed
 
     db = tmp_path / "events.sqlite3"
     inv = parse_inventory(
         "monitor: {fail_after: 1}\nprofiles: {p: {tcp: {port: 9}}}\n"
         "points: [{id: a, name: A, host: 127.0.0.1, profile: p}]\n"
     )
-    m = Monitor(inv, state_db=db, probe=False)
+    m = Monitor(inv, state_db=db)
     await m.start()
     assert m.eventlog is not None
     slow = asyncio.get_running_loop().run_in_executor(m.eventlog._pool, time.sleep, 1.0)
-    m.ingest(
+    feed(
+        m,
         "a",
         [
             ProbeResult(

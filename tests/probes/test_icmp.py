@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import random
 import socket
@@ -21,9 +22,10 @@ import pytest
 
 from monitor.errors import ConfmonError
 from monitor.inventory.model import IcmpSettings
+from monitor.probes import icmp
 from monitor.probes.base import ProbeContext
 from monitor.probes.icmp import IcmpEngine, probe
-from tests.helpers import require_binary, require_root
+from tests.helpers import require_binary, require_root, run_in_empty_netns
 
 PING_GROUP_RANGE = Path("/proc/sys/net/ipv4/ping_group_range")
 
@@ -179,6 +181,98 @@ async def test_many_concurrent_bursts_do_not_collide(engine: IcmpEngine) -> None
     assert engine.in_flight == 0
 
 
+@pytest.mark.parametrize("mode", ["raw+raw", "raw+dgram"])
+async def test_two_engines_in_one_process_keep_their_replies(mode: str) -> None:
+    """Two engines (two agents on one host) pinging the same and other addresses at once.
+
+    A raw socket receives a copy of every echo reply reaching the host, the other
+    engine's too: each engine must count exactly its own. ``raw+dgram`` pairs a
+    privileged agent with an unprivileged one, whose identifier the kernel picks.
+    """
+    count = 5
+    shared = loopback(200, second_octet=12)
+    targets = (shared + loopback(200, second_octet=13), shared + loopback(200, second_octet=14))
+    original = ping_group_range()
+    widened = False
+    if mode == "raw+dgram":
+        low, high = (int(x) for x in original.split())
+        if not low <= os.getgid() <= high:
+            require_root("unprivileged ICMP (net.ipv4.ping_group_range excludes this group)")
+            ping_group_range("0 2147483647")
+            widened = True
+    try:
+        async with (
+            await IcmpEngine.open(privileged=True) as first,
+            await IcmpEngine.open(privileged=mode == "raw+raw") as second,
+        ):
+            assert second.privileged == (mode == "raw+raw")
+            engines = (first, second)
+            # interleaved, so both engines send to each shared address in the same moment
+            order = [
+                (e, t)
+                for pair in zip(*targets, strict=True)
+                for e, t in zip(engines, pair, strict=True)
+            ]
+            done = await asyncio.gather(*(e.ping(t, count=count) for e, t in order))
+            assert first.in_flight == second.in_flight == 0
+    finally:
+        if widened:
+            ping_group_range(original)
+    for engine, mine in zip(engines, targets, strict=True):
+        results = [r for (e, _t), r in zip(order, done, strict=True) if e is engine]
+        assert [r.details["address"] for r in results] == mine
+        assert sum(r.details["sent"] for r in results) == count * len(mine)
+        assert sum(r.details["received"] for r in results) == count * len(mine)
+        assert all(r.ok and r.loss == 0.0 for r in results)
+        assert all(None not in r.details["rtts"] for r in results)
+
+
+def test_two_engines_never_take_each_others_replies() -> None:
+    """Replies to one engine never count for another, even under the same identifiers.
+
+    In a namespace of its own, a firewall rule drops the first engine's echo requests
+    (by their length) on their way in, so it must receive nothing, while the second
+    engine pings the same addresses under the first one's identifiers and serials:
+    every reply it gets matches an outstanding request of the first engine by key,
+    and only the nonce in the payload tells them apart.
+    """
+    require_binary("nft")
+    lines = run_in_empty_netns(
+        """
+        import asyncio, json, socket, subprocess
+
+        from monitor.probes.icmp import IcmpEngine
+
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            ["nft", "add table ip t; add chain ip t in { type filter hook input priority 0; };"
+             " add rule ip t in icmp type echo-request ip length 128 drop"],  # 20 + 8 + 100
+            check=True,
+        )
+
+        async def main():
+            targets = [f"127.15.0.{i}" for i in range(1, 101)]
+            async with (
+                await IcmpEngine.open(privileged=True) as first,
+                await IcmpEngine.open(privileged=True) as second,
+            ):
+                a, b = first._sockets[socket.AF_INET], second._sockets[socket.AF_INET]
+                b.idents, b.slot_of, b.serial = a.idents, dict(a.slot_of), a.serial
+                assert a.nonce != b.nonce  # random 32-bit nonces: equal once in 2**32 runs
+                done = await asyncio.gather(*(
+                    engine.ping(t, count=5, size=size, timeout=0.5)
+                    for t in targets
+                    for engine, size in ((first, 100), (second, 56))
+                ))
+            for results in (done[0::2], done[1::2]):
+                print(json.dumps([sum(r.details[k] for r in results) for k in ("sent", "received")]))
+
+        asyncio.run(main())
+        """
+    )
+    assert [json.loads(line) for line in lines] == [[500, 0], [500, 500]]
+
+
 async def test_ipv6_loopback(engine: IcmpEngine) -> None:
     """::1 answers over the lazily opened ICMPv6 socket; ::ffff:127.0.0.1 goes over IPv4."""
     if not ipv6_loopback():
@@ -228,11 +322,11 @@ async def test_silent_host_fails_within_deadline(
     deadline = (count - 1) * spacing + timeout
     settings = IcmpSettings(count=count, spacing=spacing, timeout=timeout)
     async with ProbeContext() as ctx:
-        await ctx.icmp()  # open the engine outside the measured time
+        await icmp.engine(ctx)  # open the engine outside the measured time
         started = time.monotonic()
         result = await probe(silent_host.address, settings, ctx)
         elapsed = time.monotonic() - started
-        assert (await ctx.icmp()).in_flight == 0
+        assert (await icmp.engine(ctx)).in_flight == 0
     assert not result.ok
     assert result.loss == 1.0
     assert result.error == "no reply to 5 echo requests"

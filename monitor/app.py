@@ -1,0 +1,271 @@
+"""The composition root: builds the parts a mode needs, runs them, stops them in order.
+
+``confmon run`` and ``confmon demo`` (and the coming ``server`` and ``agent``) differ
+only in options; everything that must happen the same way happens here, once:
+
+- **Start order**: the monitor core (event log, resumed states, event writer), then
+  the transport (probing; the ICMP permission check happens as it opens the engine),
+  then the HTTP API. **Stop order** is the reverse: the API (live streams told to
+  leave first, so a client does not hang on to a dying server), the transport
+  (probes in flight cancelled, buffered results handed over), then the core (every
+  queued event stored, the log closed).
+- **Signals**: SIGINT and SIGTERM stop; SIGHUP reloads. The handlers are installed
+  before anything starts: a SIGTERM while start-up waits (a locked database, a slow
+  resolver) stops at once, and a SIGHUP during start-up is remembered and applied
+  once the monitor runs (never a second scheduler).
+- **Reload** applies the difference (the scheduler keeps unchanged points' phase
+  and probes in flight). The config is read on a daemon thread with a timeout: a
+  FIFO or a hung mount costs that reload, not further reloads and not shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+
+from monitor.core.service import Monitor
+from monitor.errors import ConfmonError
+from monitor.inventory import Inventory, load_inventory
+from monitor.outputs.api import start_api
+from monitor.transport.local import LOCAL_AGENT, LocalTransport, needs_icmp
+
+__all__ = ["App", "AppOptions", "open_app", "serve"]
+
+log = logging.getLogger("confmon")
+
+#: how long reading the config on reload may take before that reload is given up
+CONFIG_READ_TIMEOUT = 10.0
+
+
+@dataclass
+class AppOptions:
+    """What a mode asks of the composition root."""
+
+    config_path: Path | None = None
+    state_db: str | Path = ":memory:"
+    listen: tuple[str, int] | None = ("127.0.0.1", 9108)
+    token: str | None = None
+    #: ``on``: ICMP as the inventory says, and a clear error if it is not permitted;
+    #: ``auto``: skipped with a notice when not permitted (the demo); ``off``: never
+    icmp: Literal["on", "auto", "off"] = "on"
+    #: points whose results the transport discards (the demo's simulated lost agent)
+    drop: Callable[[str], bool] | None = None
+    #: probe locally (``run``, ``demo``); a server gets results from agents instead
+    probe: bool = True
+
+
+@dataclass
+class App:
+    """The running parts of one mode."""
+
+    monitor: Monitor
+    opts: AppOptions
+    transport: LocalTransport | None = None
+    api: web.AppRunner | None = None
+    notices: list[str] = field(default_factory=list)
+    #: probes left out of every inventory this app runs (``--no-icmp``, or ICMP not permitted)
+    disabled: frozenset[str] = frozenset()
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def inv(self) -> Inventory:
+        return self.monitor.inv
+
+    async def reload(self) -> str:
+        """Re-read the config file and apply the difference; the old config stays on error.
+
+        Raises :class:`ConfigError` (the file's problems) or :class:`ConfmonError`.
+        """
+        path = self.opts.config_path
+        if path is None:
+            raise ConfmonError("this monitor was not started from a config file")
+        async with self._reload_lock:
+            try:
+                new = await _read_config(path, CONFIG_READ_TIMEOUT)
+            except ConfmonError as exc:
+                self.monitor.telemetry.reload_ok.set(0)
+                log.error("reload failed, keeping the running config: %s", exc)
+                raise
+            new = new.without_probes(self.disabled)
+            self.monitor.apply(new)
+            if self.transport is not None:
+                await self.transport.update(new)
+            message = f"reloaded {path}: {len(new.points)} points"
+            log.info(message)
+            return message
+
+
+async def _read_config(path: Path, limit: float) -> Inventory:
+    """``load_inventory`` on a daemon thread, bounded: a hung read is abandoned, not awaited."""
+    future: concurrent.futures.Future[Inventory] = concurrent.futures.Future()
+
+    def read() -> None:
+        try:
+            future.set_result(load_inventory(path))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=read, name="confmon-config-read", daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), limit)
+    except TimeoutError:
+        raise ConfmonError(
+            f"reading {path} took over {limit:g}s (a FIFO, a hung mount?); the running config is kept"
+        ) from None
+
+
+@asynccontextmanager
+async def open_app(inv: Inventory, opts: AppOptions) -> AsyncIterator[App]:
+    """Start the parts ``opts`` asks for (see the module docstring); stop them on exit."""
+    disabled = frozenset({"icmp"}) if opts.icmp == "off" else frozenset()
+    monitor = Monitor(
+        inv.without_probes(disabled), state_db=opts.state_db, config_path=opts.config_path
+    )
+    app = App(monitor, opts, disabled=disabled)
+    try:
+        await monitor.start()
+        if opts.probe:
+            await _start_transport(app)
+        if opts.listen is not None:
+            host, port = opts.listen
+            reload = app.reload if opts.config_path is not None else None
+            app.api = await start_api(monitor, host, port, opts.token, reload=reload)
+        yield app
+    finally:
+        monitor.close_streams()  # SSE clients leave now, not after aiohttp's grace period
+        try:
+            if app.api is not None:
+                await app.api.cleanup()
+            if app.transport is not None:
+                await app.transport.stop()
+        finally:
+            await monitor.stop()
+
+
+async def _start_transport(app: App) -> None:
+    monitor = app.monitor
+    monitor.ingest.assign(LOCAL_AGENT, None)
+    transport = LocalTransport(monitor.inv, monitor.ingest.accept, drop=app.opts.drop)
+    try:
+        await transport.start()
+    except ConfmonError as exc:
+        if app.opts.icmp != "auto" or not needs_icmp(monitor.inv):
+            raise
+        app.notices.append(f"ICMP skipped: {exc}")
+        app.disabled |= {"icmp"}
+        monitor.apply(monitor.inv.without_probes(app.disabled))
+        transport = LocalTransport(monitor.inv, monitor.ingest.accept, drop=app.opts.drop)
+        await transport.start()
+    app.transport = transport
+    monitor.scheduler_stats = transport.stats
+
+
+async def serve(
+    inv: Inventory,
+    opts: AppOptions,
+    main: Callable[[App], Coroutine[Any, Any, object]] | None = None,
+    *,
+    duration: float | None = None,
+    on_start: Callable[[App], None] | None = None,
+) -> int:
+    """Run a mode until SIGINT/SIGTERM, ``duration`` seconds, or ``main(app)`` returning.
+
+    ``main`` is the mode's foreground work (the demo's dashboard); its exception, if any,
+    is raised after everything stopped in order. Returns the exit code (0).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    state: dict[str, App | bool] = {"reload": False}
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload_now(app: App) -> None:
+        async def go() -> None:
+            with contextlib.suppress(ConfmonError):  # logged; the old config stays
+                await app.reload()
+
+        task = loop.create_task(go())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    def on_hup() -> None:
+        app = state.get("app")
+        if isinstance(app, App):
+            reload_now(app)
+        else:
+            state["reload"] = True  # start-up still running: reload once it is done
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        async with _until(stop, open_app(inv, opts)) as app:
+            if app is None:
+                return 0  # stopped during start-up
+            state["app"] = app
+            if state["reload"] and opts.config_path is not None:
+                reload_now(app)
+            if on_start is not None:
+                on_start(app)
+            waiters: list[asyncio.Task[object]] = [loop.create_task(stop.wait())]
+            if duration is not None:
+                waiters.append(loop.create_task(asyncio.sleep(duration)))
+            fg: asyncio.Future[object] | None = (
+                asyncio.ensure_future(main(app)) if main is not None else None
+            )
+            try:
+                await asyncio.wait(
+                    [*waiters, *([fg] if fg else [])], return_when=asyncio.FIRST_COMPLETED
+                )
+                log.info("shutting down")
+            finally:
+                for w in waiters:
+                    w.cancel()
+                for task in list(reloads):
+                    task.cancel()
+                if fg is not None and not fg.done():
+                    fg.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await fg
+            if fg is not None and fg.done() and not fg.cancelled() and fg.exception():
+                raise fg.exception()  # type: ignore[misc]
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+@asynccontextmanager
+async def _until(
+    stop: asyncio.Event, cm: contextlib.AbstractAsyncContextManager[App]
+) -> AsyncIterator[App | None]:
+    """Enter ``cm`` unless ``stop`` is set first (then yield None, having cleaned up)."""
+    loop = asyncio.get_running_loop()
+    entering = loop.create_task(cm.__aenter__())
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait([entering, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not entering.done():
+        entering.cancel()  # the context manager's own finally stops what had started
+        with contextlib.suppress(asyncio.CancelledError):
+            await entering
+        yield None
+        return
+    app = entering.result()  # raises the start-up error
+    try:
+        yield app
+    except BaseException as exc:
+        if not await cm.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await cm.__aexit__(None, None, None)

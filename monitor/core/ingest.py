@@ -1,0 +1,177 @@
+"""The one entry for probe results, whatever brought them: the local scheduler or an agent.
+
+Every batch passes the same checks, in this order, and every result in it is either
+handed to the health model or counted as rejected with a reason (the ``reason``
+label of ``confmon_results_rejected_total``):
+
+==================  ==============================================================
+reason              what it means
+==================  ==============================================================
+``oversized``       the payload is over :data:`~monitor.core.results.MAX_BATCH_BYTES`
+``malformed``       not JSON, truncated, not an object, bad UTF-8
+``version``         a wire version this server does not read
+``schema``          wrong field names, types or ranges (a loss of 2, an RTT of -1)
+``forged``          the batch names another agent than the topic it came on
+``unknown_agent``   an agent with no assignment (not yet, or no longer, known)
+``replayed``        a sequence number not above the last one accepted from that agent
+``unknown_point``   a point the inventory does not have
+``not_assigned``    a point that is not assigned to that agent
+``outdated``        not newer than the last result of that point and probe
+==================  ==============================================================
+
+An undecodable payload counts once (it has no results to count); a batch refused as
+a whole (``forged``, ``unknown_agent``, ``replayed``) counts each of its results.
+
+**The clock rule.** A result counts as taken at ``min(result.at, received_at)``:
+its own time, but never later than when it reached us. A sender whose clock runs
+ahead therefore cannot make a point look fresher than it is, and results that
+waited in an agent's buffer keep their real (old) time: they update a point's
+history but cannot make it fresh again (:meth:`HealthModel.ingest` ignores, for the
+state, results older than ``stale_after``). "Newer than the last one" compares a
+result's own time with the clamped time of the last accepted one, so a sender whose
+clock is corrected backwards is not locked out for the size of its error.
+
+Telemetry is counted here, so it is the same in every mode: ``confmon_probes_total``
+per accepted result, and ``confmon_cycle_duration_seconds`` per point and batch, from
+the results' own times (first start to last end).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from monitor.core.results import ProbeResult, Rejected, ResultBatch, decode_batch
+from monitor.inventory import Inventory
+from monitor.outputs.metrics import Telemetry
+
+__all__ = ["Ingest", "IngestReport", "ResultSink"]
+
+log = logging.getLogger(__name__)
+
+#: what the health side receives: point id, its results, when they were taken (the clock
+#: rule above), and when they arrived
+ResultSink = Callable[[str, list[ProbeResult], float, float], None]
+
+
+@dataclass
+class IngestReport:
+    """What happened to one message: results accepted, and rejected by reason."""
+
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.accepted + sum(self.rejected.values())
+
+
+class Ingest:
+    """Checks results and hands the good ones to ``sink`` (see the module docstring)."""
+
+    def __init__(self, inv: Inventory, sink: ResultSink, telemetry: Telemetry) -> None:
+        self._sink = sink
+        self._telemetry = telemetry
+        self._points: Mapping[str, object] = inv.points
+        self._targets = {p.id: p.host for p in inv.points.values()}
+        #: agent -> the points it may report (None: every point, for the local scheduler)
+        self._assigned: dict[str, frozenset[str] | None] = {}
+        self._last_seq: dict[str, int] = {}
+        self._last_at: dict[tuple[str, str], float] = {}
+
+    # --- who may send what ---------------------------------------------------------------
+
+    def set_inventory(self, inv: Inventory) -> None:
+        """After a reload: results for points no longer in ``inv`` are refused from now on."""
+        self._points = inv.points
+        self._targets = {p.id: p.host for p in inv.points.values()}
+        self._last_at = {k: v for k, v in self._last_at.items() if k[0] in inv.points}
+
+    def assign(self, agent: str, points: Iterable[str] | None) -> None:
+        """Let ``agent`` report ``points`` (``None``: every point of the inventory)."""
+        self._assigned[agent] = None if points is None else frozenset(points)
+
+    def unassign(self, agent: str) -> None:
+        """Refuse everything from ``agent`` from now on (its sequence is forgotten too)."""
+        self._assigned.pop(agent, None)
+        self._last_seq.pop(agent, None)
+
+    def agents(self) -> dict[str, frozenset[str] | None]:
+        """The current assignment: agent -> its points (``None`` for all)."""
+        return dict(self._assigned)
+
+    # --- messages in ---------------------------------------------------------------------
+
+    def accept_bytes(
+        self, data: bytes, received_at: float, *, agent: str | None = None
+    ) -> IngestReport:
+        """Decode and accept one wire message; ``agent`` is who the transport says sent it."""
+        try:
+            batch = decode_batch(data, target_of=self._targets)
+        except Rejected as exc:
+            log.debug("rejected a message from %s: %s", agent or "?", exc)
+            return self._reject_all(exc.reason, 1)
+        if agent is not None and batch.agent != agent:
+            log.warning("agent %s sent a batch in the name of %r; dropped", agent, batch.agent)
+            return self._reject_all("forged", len(batch.results))
+        return self.accept(batch, received_at)
+
+    def accept(self, batch: ResultBatch, received_at: float) -> IngestReport:
+        """Accept one batch: check it, then hand each point's results to the sink."""
+        if batch.agent not in self._assigned:
+            return self._reject_all("unknown_agent", len(batch.results))
+        last = self._last_seq.get(batch.agent)
+        if last is not None and batch.seq <= last:
+            return self._reject_all("replayed", len(batch.results))
+        self._last_seq[batch.agent] = batch.seq
+        allowed = self._assigned[batch.agent]
+        points, last_at = self._points, self._last_at
+        report = IngestReport()
+        rejected = report.rejected
+        by_point: dict[str, list[ProbeResult]] = {}
+        for pid, r in batch.results:
+            if pid not in points:
+                rejected["unknown_point"] += 1
+                continue
+            if allowed is not None and pid not in allowed:
+                rejected["not_assigned"] += 1
+                continue
+            key = (pid, r.probe)
+            previous = last_at.get(key)
+            if previous is not None and r.at <= previous:
+                rejected["outdated"] += 1
+                continue
+            last_at[key] = r.at if r.at < received_at else received_at
+            by_point.setdefault(pid, []).append(r)
+        probes = self._telemetry.probes
+        cycles = self._telemetry.cycle_duration
+        for pid, results in by_point.items():
+            report.accepted += len(results)
+            taken = received_at
+            first = last_end = results[0].at
+            for r in results:
+                probes.labels(r.probe, "success" if r.ok else "failure").inc()
+                if r.at < first:
+                    first = r.at
+                if r.at + r.duration > last_end:
+                    last_end = r.at + r.duration
+            newest = max(r.at for r in results)
+            if newest < taken:
+                taken = newest
+            cycles.observe(max(0.0, last_end - first))
+            try:
+                self._sink(pid, results, taken, received_at)
+            except Exception:  # a consumer's bug must not lose the other points' results
+                log.exception("handling the results of %s failed", pid)
+        for reason, n in rejected.items():
+            self._telemetry.rejected.labels(reason).inc(n)
+        return report
+
+    def _reject_all(self, reason: str, n: int) -> IngestReport:
+        report = IngestReport()
+        if n:
+            report.rejected[reason] = n
+            self._telemetry.rejected.labels(reason).inc(n)
+        return report
