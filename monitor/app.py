@@ -35,10 +35,10 @@ from typing import Any, Literal
 from aiohttp import web
 
 from monitor.core.service import Monitor
-from monitor.errors import ConfmonError
+from monitor.errors import ConfmonError, IcmpNotPermitted
 from monitor.inventory import Inventory, load_inventory
 from monitor.outputs.api import start_api
-from monitor.transport.local import LOCAL_AGENT, LocalTransport, needs_icmp
+from monitor.transport.local import LOCAL_AGENT, LocalTransport
 
 __all__ = ["App", "AppOptions", "open_app", "serve"]
 
@@ -159,8 +159,8 @@ async def _start_transport(app: App) -> None:
     transport = LocalTransport(monitor.inv, monitor.ingest.accept, drop=app.opts.drop)
     try:
         await transport.start()
-    except ConfmonError as exc:
-        if app.opts.icmp != "auto" or not needs_icmp(monitor.inv):
+    except IcmpNotPermitted as exc:
+        if app.opts.icmp != "auto":
             raise
         app.notices.append(f"ICMP skipped: {exc}")
         app.disabled |= {"icmp"}

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "ConfigIssue", "ConfmonError", "UsageError"]
+__all__ = ["ConfigError", "ConfigIssue", "ConfmonError", "IcmpNotPermitted", "UsageError"]
 
 
 class ConfmonError(Exception):
     """An error whose message is meant for the user, as one line."""
 
     exit_code = 1
+
+
+class IcmpNotPermitted(ConfmonError):
+    """This process may open neither a raw nor a ping socket; the message says what to grant."""
 
 
 class UsageError(ConfmonError):

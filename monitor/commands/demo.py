@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import ipaddress
 import logging
 import sys
 import time
@@ -30,7 +29,12 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from monitor.commands.common import Subparsers, parse_listen
+from monitor.commands.common import (
+    Subparsers,
+    add_lab_base_option,
+    parse_lab_base,
+    parse_listen,
+)
 from monitor.core.service import Monitor
 from monitor.errors import UsageError
 from monitor.inventory import Inventory, load_inventory
@@ -183,16 +187,6 @@ def _duration(value: float | None) -> float | None:
     return value
 
 
-def _lab_base(text: str) -> ipaddress.IPv4Address:
-    try:
-        base = ipaddress.IPv4Address(text)
-    except ValueError:
-        raise UsageError(f"--lab-base {text!r} is not an IPv4 address") from None
-    if not base.is_loopback:
-        raise UsageError(f"--lab-base {text}: the lab listens on loopback only (127.0.0.0/8)")
-    return base
-
-
 def _handle(args: argparse.Namespace) -> int:
     from monitor.logs import setup_logging
 
@@ -207,7 +201,7 @@ def _handle(args: argparse.Namespace) -> int:
         dashboard=not args.no_dashboard,
         seed=args.seed,
         duration=_duration(args.duration),
-        lab_base=_lab_base(args.lab_base),
+        lab_base=parse_lab_base(args.lab_base),
     )
     if not opts.config.exists():
         raise UsageError(f"{opts.config} not found; run from a confmon checkout or pass -c FILE")
@@ -242,13 +236,7 @@ def add_parser(sub: Subparsers) -> None:
         help="headless: print one line per state change instead",
     )
     p.add_argument("--seed", type=int, help="seed the lab's random loss and jitter")
-    p.add_argument(
-        "--lab-base",
-        default="127.20.0.1",
-        metavar="ADDRESS",
-        help="first loopback address of the simulated points (default: %(default)s); "
-        "another block lets two demos run side by side",
-    )
+    add_lab_base_option(p, "two demos")
     p.add_argument(
         "--duration",
         type=float,

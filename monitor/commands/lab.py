@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor.commands.common import add_lab_base_option, parse_lab_base
 from monitor.errors import ConfmonError, UsageError
 from monitor.inventory import Inventory
 from monitor.lab.impairment import Impairment
@@ -50,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "lab",
         help="only the simulated meeting points (for tests, demos, operator training)",
         description=(
-            "Simulate every point of an inventory on its own loopback address (127.20.0.1 "
+            "Simulate every point of an inventory on its own loopback address (from --lab-base "
             "upwards, in inventory order): SIP OPTIONS over UDP and TCP, the UDP media echo "
             "and the HTTP status page, as the point's profile says; ICMP is answered by the "
             "kernel. Impairments can be set at start (--impair) and changed while running "
@@ -66,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--seed", type=_seed, metavar="N", help="seed the random losses and jitter (repeatable)"
     )
+    add_lab_base_option(p, "two labs")
     p.add_argument(
         "--impair",
         action="append",
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.inventory import load_inventory
     from monitor.lab.addresses import lab_inventory
 
-    inv = lab_inventory(load_inventory(args.config))
+    inv = lab_inventory(load_inventory(args.config), parse_lab_base(args.lab_base))
     impairments = parse_impair_options(args.impair, inv)
     if args.write_inventory:
         _write_inventory(inv, args.write_inventory, args.force, args.config)

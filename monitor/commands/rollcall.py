@@ -23,13 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from monitor.commands.common import Subparsers
+from monitor.commands.common import Subparsers, suggest_no_icmp
 from monitor.core.health import HealthModel, State
 from monitor.core.results import ProbeResult
 from monitor.core.scheduler import probe_point
-from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
 from monitor.probes.base import ProbeContext
+from monitor.transport.local import check_icmp
 
 __all__ = ["SPREAD", "report", "rollcall", "run_rollcall"]
 
@@ -154,10 +154,7 @@ async def run_rollcall(inv: Inventory, fmt: str, icmp: bool) -> int:
     inv = inv if icmp else inv.without_probes(frozenset({"icmp"}))
     console = Console(stderr=fmt != "table")
     async with ProbeContext() as ctx:
-        if any(p.icmp is not None for p in inv.profiles.values()):
-            from monitor.probes.icmp import engine
-
-            await engine(ctx)  # a clear error now rather than 450 failed probes
+        await check_icmp(inv, ctx)  # a clear error now rather than 450 failed probes
         with Progress(
             TextColumn("[bold]roll-call"),
             BarColumn(),
@@ -179,12 +176,8 @@ def _handle(args: argparse.Namespace) -> int:
     from monitor.inventory import load_inventory
 
     inv = load_inventory(args.config)
-    try:
+    with suggest_no_icmp():
         return asyncio.run(run_rollcall(inv, args.format, icmp=not args.no_icmp))
-    except ConfmonError as exc:
-        if "ICMP" in str(exc) or "ping" in str(exc):
-            raise ConfmonError(f"{exc} (or run with --no-icmp)") from None
-        raise
 
 
 def add_parser(sub: Subparsers) -> None:

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monitor.commands.common import Subparsers, add_logging_options, parse_listen
-from monitor.errors import ConfmonError
+from monitor.commands.common import (
+    Subparsers,
+    add_logging_options,
+    parse_listen,
+    suggest_no_icmp,
+)
 
 if TYPE_CHECKING:
     from monitor.app import App
@@ -66,12 +70,8 @@ async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
             state_db,
         )
 
-    try:
+    with suggest_no_icmp():
         return await serve(inv, app_opts, on_start=started)
-    except ConfmonError as exc:
-        if "ICMP" in str(exc) or "ping" in str(exc):
-            raise ConfmonError(f"{exc} (or run with --no-icmp)") from None
-        raise
 
 
 # --- the command line -----------------------------------------------------------------

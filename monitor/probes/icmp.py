@@ -20,7 +20,7 @@ What a caller may rely on:
   ``"cannot resolve <host>: ..."``, ``"no reply to <n> echo requests"``,
   ``"cannot send echo request: <reason>"``, ``"IPv6 is not available: <reason>"``.
   The one exception is a missing permission: :meth:`IcmpEngine.open` (hence
-  :func:`engine`) raises :class:`~monitor.errors.ConfmonError` saying what to grant.
+  :func:`engine`) raises :class:`~monitor.errors.IcmpNotPermitted` saying what to grant.
 * Phases: ``resolve`` (detail: the address used), then ``echo`` (detail: sent and
   received). ``details``: ``address``, ``sent``, ``received``, ``rtts`` (one entry per
   request in send order, ``None`` when lost), ``ttl`` (of the last reply, ``None`` if the
@@ -63,7 +63,7 @@ from typing import Annotated, Final
 from pydantic import Field
 
 from monitor.core.results import Phase, ProbeResult
-from monitor.errors import ConfmonError
+from monitor.errors import IcmpNotPermitted
 from monitor.inventory.types import Duration, Strict
 from monitor.probes.base import ProbeContext, now
 from monitor.probes.net import (
@@ -626,7 +626,7 @@ class IcmpEngine:
 
     @classmethod
     async def open(cls, privileged: bool | None = None) -> IcmpEngine:
-        """An engine with its IPv4 socket open; raises ConfmonError naming what to grant."""
+        """An engine with its IPv4 socket open; raises IcmpNotPermitted naming what to grant."""
         loop = asyncio.get_running_loop()
         modes: tuple[bool, ...] = (True, False) if privileged is None else (privileged,)
         for raw in modes:
@@ -639,7 +639,7 @@ class IcmpEngine:
             engine = cls(loop, raw)
             engine._sockets[socket.AF_INET] = _IcmpSocket(loop, socket.AF_INET, raw, sock)
             return engine
-        raise ConfmonError(_permission_message(modes))
+        raise IcmpNotPermitted(_permission_message(modes))
 
     @property
     def privileged(self) -> bool:
@@ -794,7 +794,7 @@ async def _resolve(host: str, deadline: float) -> Address:
 async def engine(ctx: ProbeContext) -> IcmpEngine:
     """The context's ICMP engine, opened on first use and closed with the context.
 
-    Raises :class:`~monitor.errors.ConfmonError`, saying what to grant, when this
+    Raises :class:`~monitor.errors.IcmpNotPermitted`, saying what to grant, when this
     process may open no ICMP socket; a later call tries again.
     """
     return await ctx.shared("icmp", IcmpEngine.open)

@@ -12,6 +12,9 @@ its SSRC and nonce are this run's and its sequence number is one we sent, so
 stray datagrams (another probe's late echoes, garbage) are ignored and counted
 in ``details["stray"]``; datagrams from other addresses never reach a connected
 socket. RTT is arrival time minus the carried send time, on one monotonic clock.
+The arrival time is the kernel's receive timestamp (``SO_TIMESTAMPNS``, as for
+ICMP and SIP), read with ``recvmsg`` on a plain non-blocking socket: an event
+loop busy elsewhere delays when an echo is *read*, not its RTT or the jitter.
 The rest of the payload is PCMU silence (0xFF), so the packet looks like G.711.
 
 What a caller may rely on:
@@ -33,7 +36,8 @@ What a caller may rely on:
   measures the variation of the round trip, as the receiving end of the echo sees it.
   Duplicates are left out (they are copies, not new media).
 * ``loss``: ratio of sent packets with no echo by the receive deadline (last
-  send + ``settings.timeout``). ``details``: ``sent``, ``received``, ``lost``,
+  send + ``settings.timeout``), by the kernel's receive time: an echo that arrived
+  in time counts even if a busy loop reads it later. ``details``: ``sent``, ``received``, ``lost``,
   ``reordered`` (echoes arriving with a sequence number below the highest seen),
   ``duplicates``, ``stray``, ``unreachable`` (ICMP port-unreachable reports),
   ``r_factor``, ``packets``, ``size``.
@@ -71,7 +75,7 @@ from monitor.core.results import Phase, ProbeResult
 from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes import emodel
 from monitor.probes.base import ProbeContext, aligned, now
-from monitor.probes.net import resolve
+from monitor.probes.net import TIMESTAMP_SPACE, arrival_time, enable_receive_timestamps, resolve
 from monitor.probes.spec import ProbeSpec
 
 __all__ = ["MIN_SIZE", "PROBE_NAME", "SPEC", "TAG_SIZE", "MediaSettings", "probe"]
@@ -105,6 +109,8 @@ _CLOCK_HZ = 8000
 _UNREACHABLE_LIMIT = 3
 # Lateness (seconds) beyond which the schedule is re-anchored rather than caught up.
 _STALL = 0.050
+_MAX_DATAGRAM = 2048  # larger than any echo of ours (size <= 1472): the rest is stray
+_ANCILLARY = TIMESTAMP_SPACE + 64
 
 
 def _endpoint(host: str, port: int) -> str:
@@ -130,7 +136,7 @@ class _Stats:
     seen: bytearray = field(default_factory=bytearray)
 
 
-class _EchoReceiver(asyncio.DatagramProtocol):
+class _EchoReceiver:
     """Matches echoes to this run and keeps the running statistics."""
 
     def __init__(self, *, ssrc: int, seq0: int, nonce: bytes, packets: int) -> None:
@@ -140,11 +146,29 @@ class _EchoReceiver(asyncio.DatagramProtocol):
         self.sent = 0
         self.sending_done = False
         self.stats = _Stats(seen=bytearray(packets))
+        #: echoes the kernel received after this (monotonic ns) are too late to count
+        self.until_ns = 2**63
         # Set when waiting longer cannot change the outcome: all echoed, or port dead.
         self.finished = asyncio.Event()
 
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        arrived = time.monotonic_ns()
+    def on_readable(self, sock: socket.socket) -> None:
+        """Read every datagram waiting on ``sock`` (the loop's reader callback)."""
+        while True:
+            try:
+                data, ancillary, _flags, _addr = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionRefusedError as exc:  # ICMP port unreachable, reported on read
+                self.error_received(exc)
+                continue
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            arrived = int(arrival_time(ancillary, time.monotonic()) * 1e9)
+            self.datagram_received(data, arrived)
+
+    def datagram_received(self, data: bytes, arrived: int) -> None:
+        """One datagram, received at ``arrived`` (monotonic nanoseconds)."""
         st = self.stats
         if len(data) < MIN_SIZE:
             st.stray += 1
@@ -159,6 +183,7 @@ class _EchoReceiver(asyncio.DatagramProtocol):
             or nonce != self.nonce
             or index >= self.sent
             or sent_ns > arrived
+            or arrived > self.until_ns
         ):
             st.stray += 1
             return
@@ -233,14 +258,20 @@ async def probe(target: str, settings: MediaSettings, ctx: ProbeContext) -> Prob
             details={"packets": settings.packets, "size": settings.size, "sent": 0},
         )
 
-    transport: asyncio.DatagramTransport | None = None
+    sock: socket.socket | None = None
+    reading = False
     try:
         try:
             async with asyncio.timeout_at(deadline):
                 family, sockaddr = (await resolve(target, settings.port, socket.SOCK_DGRAM))[0]
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: rx, remote_addr=(sockaddr[0], sockaddr[1]), family=family
-                )
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            enable_receive_timestamps(sock)
+            # connect() on a datagram socket sends nothing: it picks the route and makes
+            # the kernel drop datagrams from other addresses and report ICMP errors
+            sock.connect(sockaddr)
+            loop.add_reader(sock.fileno(), rx.on_readable, sock)
+            reading = True
         except TimeoutError:
             return failed(f"timeout resolving {target}")
         except socket.gaierror as exc:
@@ -273,7 +304,14 @@ async def probe(target: str, settings: MediaSettings, ctx: ProbeContext) -> Prob
             if rx.finished.is_set() or current >= send_until:
                 break
             rx.sent = i + 1
-            transport.sendto(_packet(i, rx=rx, ts0=ts0, step=step, filler=filler))
+            try:
+                sock.send(_packet(i, rx=rx, ts0=ts0, step=step, filler=filler))
+            except (BlockingIOError, InterruptedError):
+                pass  # the send buffer is full: that packet is lost, as on a congested host
+            except ConnectionRefusedError as exc:  # an ICMP error from an earlier packet
+                rx.error_received(exc)
+            except OSError as exc:
+                rx.error_received(exc)
             last_send = loop.time()
             if first_send is None:
                 first_send = last_send
@@ -283,15 +321,20 @@ async def probe(target: str, settings: MediaSettings, ctx: ProbeContext) -> Prob
         if first_send is None:  # nothing sent (deadline already gone): time the phases from now
             first_send = last_send = loop.time()
         receive_deadline = min(last_send + settings.timeout, deadline)
+        rx.until_ns = int(receive_deadline * 1e9)
         try:
             async with asyncio.timeout_at(receive_deadline):
                 await rx.finished.wait()
         except TimeoutError:
-            pass  # the deadline is the normal end of a lossy run
+            # the deadline is the normal end of a lossy run; echoes that the kernel received
+            # in time but the loop had not read yet (a busy loop) still count
+            rx.on_readable(sock)
         ended = loop.time()
     finally:
-        if transport is not None:
-            transport.close()
+        if sock is not None:
+            if reading:
+                loop.remove_reader(sock.fileno())
+            sock.close()
 
     return _result(
         target=target,

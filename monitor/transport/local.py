@@ -32,7 +32,7 @@ from typing import Any
 
 from monitor.core.results import ProbeResult, ResultBatch
 from monitor.core.scheduler import Scheduler
-from monitor.errors import ConfmonError
+from monitor.errors import IcmpNotPermitted
 from monitor.inventory import Inventory, Point
 from monitor.probes.base import ProbeContext
 
@@ -53,7 +53,7 @@ def needs_icmp(inv: Inventory) -> bool:
 
 async def check_icmp(inv: Inventory, ctx: ProbeContext) -> None:
     """Open the ICMP engine now if ``inv`` needs it: a missing permission is one clear error
-    (:class:`ConfmonError` saying what to grant) instead of 450 failed probes."""
+    (:class:`IcmpNotPermitted` saying what to grant) instead of 450 failed probes."""
     if needs_icmp(inv):
         from monitor.probes import icmp
 
@@ -93,7 +93,7 @@ class LocalTransport:
     # --- lifecycle (called on the main loop) ----------------------------------------------
 
     async def start(self, limit: float = 30.0) -> None:
-        """Start the probing thread; raises :class:`ConfmonError` if ICMP is needed and refused."""
+        """Start the probing thread; raises :class:`IcmpNotPermitted` if ICMP is needed and refused."""
         self._main = asyncio.get_running_loop()
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
@@ -165,7 +165,7 @@ class LocalTransport:
         async with ProbeContext() as ctx:
             try:
                 await check_icmp(self.inv, ctx)
-            except ConfmonError as exc:
+            except IcmpNotPermitted as exc:
                 started.set_exception(exc)
                 return
             scheduler = Scheduler(self.inv, ctx, self._on_cycle)

@@ -124,13 +124,60 @@ async def start_run(
 
 
 @contextlib.asynccontextmanager
+async def lab_process(tmp_path: Path, inv: Inventory, nice: int = -10) -> AsyncIterator[None]:
+    """The lab as its own process, at a higher priority than the tests: it plays the network,
+    which must stay responsive however loaded the machine under test is. ``inv`` must be on
+    lab addresses already (from :func:`hanoi_lab`)."""
+    config = tmp_path / "lab-hanoi.yaml"
+    if not config.exists():
+        config.write_text(to_yaml(inv), encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        "nice",
+        "-n",
+        str(nice),
+        sys.executable,
+        "-m",
+        "monitor",
+        "lab",
+        "-c",
+        str(config),
+        "--seed",
+        "3",
+        "--control-port",
+        "0",
+        "--lab-base",
+        next(iter(inv.points.values())).host,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    try:
+        lines: list[str] = []
+        async with asyncio.timeout(60):
+            while not lines or not lines[-1].startswith("ready in "):
+                line = (await proc.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError(f"the lab exited early: {lines}")
+                lines.append(line.rstrip("\n"))
+        yield
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 20)
+
+
+@contextlib.asynccontextmanager
 async def running(
     tmp_path: Path, inv: Inventory, *args: str, lab: bool = True, **kw: Any
 ) -> AsyncIterator[tuple[Running, Lab | None]]:
-    """``confmon run`` (and the lab, unless ``lab=False``) until the block ends; then a clean
-    stop, which must exit 0 with no traceback."""
+    """``confmon run`` and the lab until the block ends; then a clean stop, which must exit 0
+    with no traceback. The lab runs in this process (its impairments can be changed), or with
+    ``lab=False`` as a process of its own at a higher priority (see :func:`lab_process`)."""
     async with contextlib.AsyncExitStack() as stack:
         the_lab = await stack.enter_async_context(Lab(inv, seed=3)) if lab else None
+        if not lab:
+            await stack.enter_async_context(lab_process(tmp_path, inv))
         run = await start_run(tmp_path, inv, *args, **kw)
         try:
             yield run, the_lab

@@ -99,20 +99,25 @@ FLOOD = textwrap.dedent(
 
 
 async def test_api_flood_changes_no_state(tmp_path: Path) -> None:
-    """/metrics at ~100 requests a second for 20 s (from another process, so the lab's
-    timing is not disturbed) raises no state change: probing is not hostage to the API."""
+    """/metrics at ~80 requests a second for 20 s raises no state change: probing is not
+    hostage to the API. The lab (the network) runs as its own process at a higher priority
+    and the flooding client at the lowest, so what is tested is the monitor, not how a
+    2-core machine shares out its CPU between the network and its attacker."""
     inv = hanoi_lab("127.41.0.1", interval=INTERVAL, stale_after=10.0)
-    async with running(tmp_path, inv) as (run, _):
+    async with running(tmp_path, inv, lab=False) as (run, _):
         await run.wait_all_up(450)
         await asyncio.sleep(2 * INTERVAL)
         before = count_events(run.state_db)
         flood = await asyncio.create_subprocess_exec(
+            "nice",
+            "-n",
+            "19",
             sys.executable,
             "-c",
             FLOOD,
             f"{run.base}/metrics",
             "20",
-            "100",
+            "80",
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await asyncio.wait_for(flood.communicate(), 60)

@@ -310,3 +310,39 @@ def test_size_below_header_and_tag_is_rejected() -> None:
     with pytest.raises(ValueError, match="size"):
         MediaSettings(size=27)
     assert MediaSettings(size=28).size == 28
+
+
+async def test_rtt_and_jitter_are_the_kernels_while_the_loop_is_blocked() -> None:
+    """Echoes that arrive while the event loop is blocked for 300 ms keep their real RTT and
+    jitter: the arrival time is the kernel's receive stamp, not when the loop read them."""
+    import threading
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def reflect() -> None:  # on its own thread: answers 50 ms later, loop blocked or not
+        while not stop.is_set():
+            try:
+                data, addr = server.recvfrom(2048)
+            except TimeoutError:
+                continue
+            threading.Timer(0.05, server.sendto, (data, addr)).start()
+
+    thread = threading.Thread(target=reflect, daemon=True)
+    thread.start()
+    loop = asyncio.get_running_loop()
+    try:
+        # packets 0..9 go out in the first 180 ms; the loop is blocked from 190 ms for
+        # 300 ms, while the echoes of packets 7..9 arrive: they wait in the socket
+        loop.call_later(0.19, time.sleep, 0.3)
+        r = await run(port, packets=10, pacing=0.02, timeout=1.0)
+    finally:
+        stop.set()
+        thread.join(2)
+        server.close()
+    assert r.ok and r.details["received"] == 10, r
+    assert r.rtt_max is not None and r.rtt_max < 0.15, r.rtt_max  # 50 ms, not the 300 ms block
+    assert r.jitter is not None and r.jitter < 0.015, r.jitter
