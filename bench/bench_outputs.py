@@ -5,6 +5,9 @@
 - ingest: results per second through HealthModel.ingest (cycles of icmp + sip
   results, 2 % failures so states move), against the floor of merely storing
   each result in a dict (what any monitor must do at least).
+- wire ingest: the same results as agents send them (batches of 1,000 results
+  as JSON bytes) through the codec and the one ingest entry into the health
+  model, against ``json.loads`` of the same bytes alone (a peer that only parses).
 - scrape: time to render /metrics for 450 and N points with confmon's writer,
   against prometheus_client's generic text writer (generate_latest) on the same
   samples through a standard custom collector.
@@ -79,6 +82,50 @@ def bench_ingest(points: int) -> None:
     )
 
 
+def bench_wire_ingest(points: int) -> None:
+    import json
+
+    from monitor.core.ingest import Ingest
+    from monitor.core.results import ResultBatch, encode_batch
+
+    inv = synthetic_inventory(points)
+    cycles = results_for(list(inv.points), cycles=20)
+    pairs = [(pid, r) for pid, results in cycles for r in results]
+    # the synthetic times start at 1e9; the wire wants times after 2001: shift by a day
+    pairs = [(pid, _shifted(r)) for pid, r in pairs]
+    per = 1000
+    messages = [
+        encode_batch(
+            ResultBatch("bench", i + 1, pairs[i * per][1].at, tuple(pairs[i * per : (i + 1) * per]))
+        )
+        for i in range((len(pairs) + per - 1) // per)
+    ]
+    model = HealthModel(inv, now=pairs[0][1].at)
+    ingest = Ingest(inv, lambda pid, rs, taken, now: model.ingest(pid, rs, now, taken), Telemetry())
+    ingest.assign("bench", None)
+    t0 = time.perf_counter()
+    accepted = 0
+    for i, data in enumerate(messages):
+        accepted += ingest.accept_bytes(
+            data, pairs[min(i * per, len(pairs) - 1)][1].at + 1
+        ).accepted
+    ours = len(pairs) / (time.perf_counter() - t0)
+    assert accepted == len(pairs), (accepted, len(pairs))
+    t0 = time.perf_counter()
+    for data in messages:
+        json.loads(data)
+    peer = len(pairs) / (time.perf_counter() - t0)
+    print(
+        f"wire    {points:>6} points: {ours:>12,.0f} results/s  (json.loads alone {peer:,.0f}/s; ratio {ours / peer:.2f})"
+    )
+
+
+def _shifted(r: ProbeResult) -> ProbeResult:
+    import dataclasses
+
+    return dataclasses.replace(r, at=r.at + 1e9)
+
+
 class _Generic(Collector):
     """The same samples through prometheus_client's standard collector API."""
 
@@ -139,6 +186,8 @@ def main() -> None:
     args = parser.parse_args()
     for n in sorted({450, args.points}):
         bench_ingest(n)
+    for n in sorted({450, args.points}):
+        bench_wire_ingest(n)
     for n in sorted({450, args.points}):
         bench_scrape(n)
 

@@ -7,14 +7,17 @@ bytes, one every ``settings.pacing`` seconds, from one connected UDP socket to
 ``target:settings.port``, where a reflector sends every datagram back unchanged.
 
 Each payload starts with a 16-byte probe tag: an 8-byte random nonce of this
-probe run and the send time (monotonic nanoseconds). An echo counts only if
+probe run and the send time (wall-clock nanoseconds, the clock of the kernel's
+receive stamps). An echo counts only if
 its SSRC and nonce are this run's and its sequence number is one we sent, so
 stray datagrams (another probe's late echoes, garbage) are ignored and counted
 in ``details["stray"]``; datagrams from other addresses never reach a connected
-socket. RTT is arrival time minus the carried send time, on one monotonic clock.
+socket. RTT is arrival time minus the carried send time, both on the wall clock.
 The arrival time is the kernel's receive timestamp (``SO_TIMESTAMPNS``, as for
 ICMP and SIP), read with ``recvmsg`` on a plain non-blocking socket: an event
 loop busy elsewhere delays when an echo is *read*, not its RTT or the jitter.
+(A step of the wall clock during the two seconds of a run would distort that
+run; NTP slews instead of stepping once a clock is in sync.)
 The rest of the payload is PCMU silence (0xFF), so the packet looks like G.711.
 
 What a caller may rely on:
@@ -75,7 +78,7 @@ from monitor.core.results import Phase, ProbeResult
 from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes import emodel
 from monitor.probes.base import ProbeContext, aligned, now
-from monitor.probes.net import TIMESTAMP_SPACE, arrival_time, enable_receive_timestamps, resolve
+from monitor.probes.net import TIMESTAMP_SPACE, enable_receive_timestamps, kernel_stamp_ns, resolve
 from monitor.probes.spec import ProbeSpec
 
 __all__ = ["MIN_SIZE", "PROBE_NAME", "SPEC", "TAG_SIZE", "MediaSettings", "probe"]
@@ -97,7 +100,7 @@ class MediaSettings(Strict):
 
 # RTP fixed header (RFC 3550 §5.1): V/P/X/CC, M/PT, sequence, timestamp, SSRC.
 _RTP = struct.Struct("!BBHII")
-# Our probe tag at the start of the payload: run nonce, send time (monotonic ns).
+# Our probe tag at the start of the payload: run nonce, send time (wall-clock ns).
 _TAG = struct.Struct("!8sQ")
 TAG_SIZE = _TAG.size
 MIN_SIZE = _RTP.size + _TAG.size
@@ -146,7 +149,7 @@ class _EchoReceiver:
         self.sent = 0
         self.sending_done = False
         self.stats = _Stats(seen=bytearray(packets))
-        #: echoes the kernel received after this (monotonic ns) are too late to count
+        #: echoes the kernel received after this (wall-clock ns) are too late to count
         self.until_ns = 2**63
         # Set when waiting longer cannot change the outcome: all echoed, or port dead.
         self.finished = asyncio.Event()
@@ -164,11 +167,11 @@ class _EchoReceiver:
             except OSError as exc:
                 self.error_received(exc)
                 return
-            arrived = int(arrival_time(ancillary, time.monotonic()) * 1e9)
-            self.datagram_received(data, arrived)
+            stamp = kernel_stamp_ns(ancillary)
+            self.datagram_received(data, time.time_ns() if stamp is None else stamp)
 
     def datagram_received(self, data: bytes, arrived: int) -> None:
-        """One datagram, received at ``arrived`` (monotonic nanoseconds)."""
+        """One datagram, received at ``arrived`` (wall-clock nanoseconds)."""
         st = self.stats
         if len(data) < MIN_SIZE:
             st.stray += 1
@@ -225,7 +228,7 @@ def _packet(i: int, *, rx: _EchoReceiver, ts0: int, step: int, filler: bytes) ->
         (ts0 + i * step) & 0xFFFFFFFF,
         rx.ssrc,
     )
-    return header + _TAG.pack(rx.nonce, time.monotonic_ns()) + filler
+    return header + _TAG.pack(rx.nonce, time.time_ns()) + filler
 
 
 async def probe(target: str, settings: MediaSettings, ctx: ProbeContext) -> ProbeResult:
@@ -321,7 +324,7 @@ async def probe(target: str, settings: MediaSettings, ctx: ProbeContext) -> Prob
         if first_send is None:  # nothing sent (deadline already gone): time the phases from now
             first_send = last_send = loop.time()
         receive_deadline = min(last_send + settings.timeout, deadline)
-        rx.until_ns = int(receive_deadline * 1e9)
+        rx.until_ns = time.time_ns() + int((receive_deadline - loop.time()) * 1e9)
         try:
             async with asyncio.timeout_at(receive_deadline):
                 await rx.finished.wait()

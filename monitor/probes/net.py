@@ -39,6 +39,7 @@ __all__ = [
     "arrival_time",
     "describe_oserror",
     "enable_receive_timestamps",
+    "kernel_stamp_ns",
     "resolve",
 ]
 
@@ -131,6 +132,20 @@ def enable_receive_timestamps(sock: socket.socket) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         return True
     return False
+
+
+def kernel_stamp_ns(ancillary: Iterable[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's receive stamp of a datagram (wall clock, nanoseconds), or None.
+
+    For a probe that stamps its packets with the wall clock too (:func:`time.time_ns`),
+    the difference is exact whenever the thread reads it: no carrying over between
+    clocks, which a thread that loses the CPU between two clock reads would distort.
+    """
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return None
 
 
 def arrival_time(ancillary: Iterable[tuple[int, int, bytes]], read_at: float) -> float:

@@ -5,9 +5,14 @@ whatever the main loop is doing: a flood of ``/metrics`` or API requests, a
 dashboard repaint, an SSE fan-out. Replies are timed by the kernel where it can
 (ICMP, SIP over UDP), and where the probe reads the clock itself, it is this
 thread's loop that must be free, not the API's. The two threads share the GIL,
-which Python hands over every 5 ms at most (``sys.getswitchinterval()``), so a
-busy API thread can delay a probe's reading by milliseconds, not by the length of
-its backlog.
+and that is where a flood of requests still reaches the probes: a thread that
+makes many short system calls (a probing loop: a send per packet, a read per
+reply) gives the GIL away at each one and then waits a whole switch interval to
+get it back from a busy thread. With Python's default of 5 ms, a /metrics flood
+of 80 requests a second made the probing loop 1 s late and its media streams
+lose packets; with :data:`SWITCH_INTERVAL` (0.5 ms, set when the transport
+starts) the worst lag was 0.1-0.16 s and no state changed (see
+tests/commands/test_run_hostile.py).
 
 Results cross to the main loop as :class:`~monitor.core.results.ResultBatch`
 objects (agent ``local``, increasing ``seq``), the same type an MQTT agent
@@ -25,6 +30,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +48,9 @@ log = logging.getLogger("confmon")
 
 #: the agent name of the in-process transport's batches
 LOCAL_AGENT = "local"
+
+#: how long a thread may hold the GIL while another waits (Python's default is 5 ms)
+SWITCH_INTERVAL = 0.0005
 
 Deliver = Callable[[ResultBatch, float], object]
 
@@ -95,6 +104,7 @@ class LocalTransport:
     async def start(self, limit: float = 30.0) -> None:
         """Start the probing thread; raises :class:`IcmpNotPermitted` if ICMP is needed and refused."""
         self._main = asyncio.get_running_loop()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
             target=self._thread_main, args=(started,), name="confmon-probes", daemon=True

@@ -100,7 +100,7 @@ class Reflector(asyncio.DatagramProtocol):
             self.transport.sendto(data, addr)
 
     def send_times(self) -> list[int]:
-        """The send timestamps (monotonic ns) carried by the datagrams received, in order."""
+        """The send timestamps (wall-clock ns) carried by the datagrams received, in order."""
         return [TAG.unpack_from(d, RTP.size)[1] for d in self.received]
 
     def close(self) -> None:
