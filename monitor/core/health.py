@@ -4,28 +4,40 @@ Pure and synchronous (no I/O, no clock of its own: callers pass ``now`` in
 Unix seconds), so it is fast and can be tested exhaustively.
 
 States (contract): ``up``, ``degraded``, ``down``, ``unreachable``, ``unknown``,
-``maintenance``. The rules, in order:
+``maintenance``. Each cycle of a point answers two questions (the profile says
+which probes answer which, :meth:`Profile.reachability` and
+:meth:`Profile.requirement`):
+
+- **Is the network path up?** Yes when any ``reachable_by`` probe succeeded.
+- **Can the room take part in the call?** Yes when every ``required`` probe
+  succeeded (by default SIP, when the profile runs it).
+
+The rules, in order:
 
 1. **Maintenance** windows (from the inventory) show as ``maintenance``; the point
    is still measured, and its own state is tracked underneath.
 2. **Staleness**: no fresh cycle for ``stale_after`` -> ``unknown`` (never
    ``down``; losing an agent or the broker must not raise 450 alarms). The
-   failure/success counters restart, so ``unknown`` becomes ``down`` only after
-   ``fail_after`` fresh failed cycles.
-3. **Reachability with hysteresis**: a cycle is good when any of the profile's
-   reachability probes succeeded (:meth:`Profile.reachability`). ``down`` after
-   ``fail_after`` failed cycles in a row; back ``up`` after ``recover_after`` good
-   ones. From ``unknown``, one good cycle is enough to show ``up``.
-4. **Topology**: a point that would be ``down`` while an ancestor (its uplink) is
-   down or failed its last cycle is ``unreachable``: one root cause, not fifteen.
-   It stays ``unreachable`` (not ``down``) while it recovers together with its
-   parent, so a district coming back does not flash its communes ``down``.
-5. **Degraded**: a reachable point whose quality crosses a threshold (rtt,
-   jitter, loss, MOS) or one of whose probes fails while another keeps it
-   reachable (pings but SIP is dead: the call will not work, so it is not ``up``),
-   or a probe succeeds with a warning (a SIP endpoint answering 503). To stop
-   flapping at a threshold, it leaves ``degraded`` only when every metric is back
-   inside the threshold by a margin (:data:`CLEAR_MARGIN`).
+   counters restart, so ``unknown`` becomes ``down`` only after ``fail_after``
+   fresh failed cycles. Results taken longer ago than ``stale_after`` (an agent's
+   buffer emptied late) update the figures but never the state.
+3. **Hysteresis**, on each question apart: ``down`` after ``fail_after`` failed
+   cycles in a row (path failed, or path up but a required probe failed); back ``up``
+   after ``recover_after`` good ones. From ``unknown``, one good cycle is enough.
+   The reason says which half failed: ``"2 failed cycles (sip: no response ...)"``
+   for the path, ``"host answers icmp; sip: no response ..."`` for the service.
+4. **Topology**: a point that would be ``down`` while an ancestor's *path* is down
+   (or failed its last cycle) is ``unreachable``: one root cause, not fifteen; its
+   ``cause`` names that ancestor. It stays ``unreachable`` (not ``down``) while it
+   recovers together with its uplink. An ancestor whose path is up but whose SIP is
+   dead is ``down`` itself and leaves the points behind it alone.
+5. **Degraded**: a point in the call whose quality over the window
+   (:mod:`monitor.core.quality`: loss with a confidence bound, mean RTT, jitter and
+   MOS of the last ``quality_window``) crosses a threshold, or whose other probes
+   fail (http alone) or warn (a SIP endpoint answering 503), for ``fail_after``
+   cycles in a row; it clears after ``recover_after`` cycles back inside the
+   thresholds by a margin. When a path comes back after failing, the window starts
+   anew: figures taken during the outage do not keep a repaired room yellow.
 
 Every change of the visible state is an :class:`Event`.
 """
@@ -40,14 +52,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.events import Event, State
+from monitor.core.quality import CLEAR_MARGIN, Window
 from monitor.core.results import ProbeResult
 from monitor.inventory import Inventory, Point
 from monitor.probes import registry
 
 __all__ = ["CLEAR_MARGIN", "STATES", "Event", "HealthModel", "PointHealth", "State"]
-
-#: a degraded point clears only when each metric is this fraction inside its threshold
-CLEAR_MARGIN = 0.2
 
 
 STATES: tuple[State, ...] = tuple(State)
@@ -59,29 +69,41 @@ class PointHealth:
 
     point: Point
     reach: tuple[str, ...]
+    required: tuple[str, ...]
+    window: Window
     state: State = State.UNKNOWN
-    own: State = State.UNKNOWN  # up/degraded/down/unknown, ignoring topology and maintenance
+    own: State = State.UNKNOWN  # up/down/unknown, ignoring topology, quality, maintenance
     since: float = 0.0
     reason: str = "no result yet"  # of the visible state
     cause: str = ""  # the point where the trouble of the visible state is (see Event.cause)
     own_reason: str = "no result yet"  # of the point's own down/unknown state, kept apart
-    fails: int = 0
-    goods: int = 0
+    fails: int = 0  # path: failed cycles in a row
+    goods: int = 0  # path: good cycles in a row
+    path_down: bool = False
+    service_fails: int = 0  # required probes: failed cycles in a row (path up)
+    service_goods: int = 0
+    service_down: bool = False
     last_seen: float | None = None
-    last_ok: bool | None = None
+    last_ok: bool | None = None  # the path, in the last cycle
     #: when the path last came back after a failed cycle: quality results taken before it
     #: (a media run that timed out during the outage) no longer count
     recovered_at: float = 0.0
     quality_bad: bool = False
     quality_reason: str = ""
+    quality_fails: int = 0
+    quality_goods: int = 0
     in_maintenance: bool = False
     latest: dict[str, ProbeResult] = field(default_factory=dict)  # mutated in place only
     #: how long a probe's last result still counts, for probes slower than the interval
     #: (media every 30 s: a result lasts its period plus stale_after, or the point flaps)
     fresh_for: dict[str, float] = field(default_factory=dict)
+    #: the window's figures at the last judgement (rtt, jitter, loss, mos)
+    figures: dict[str, float | None] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float | None]:
-        """Worst current rtt/jitter/loss and MOS over the latest probe results."""
+        """The point's current figures: the quality window's, else the latest results'."""
+        if any(v is not None for v in self.figures.values()):
+            return dict(self.figures)
         return _worst(self.latest.values())
 
 
@@ -129,9 +151,22 @@ class HealthModel:
         self.counts: Counter[State] = Counter()
         self.district_counts: dict[str, Counter[State]] = {}
         self._tz = zoneinfo.ZoneInfo(inv.settings.timezone)
+        st = inv.settings
+        self._stale_after = st.stale_after
+        self._fail_after = st.fail_after
+        self._recover_after = st.recover_after
+        t = inv.thresholds
+        self._limits = (t.rtt, t.jitter, t.loss, t.mos)
         for p in inv.points.values():
             profile = inv.profile_of(p)
-            h = PointHealth(p, profile.reachability(), since=now, last_seen=now)
+            h = PointHealth(
+                p,
+                profile.reachability(),
+                profile.requirement(),
+                Window(st.quality_window),
+                since=now,
+                last_seen=now,
+            )
             if profile.media is not None:
                 h.fresh_for["media"] = profile.media.every + inv.settings.stale_after
             self.points[p.id] = h
@@ -163,33 +198,83 @@ class HealthModel:
             if previous is None or r.at >= previous.at:
                 latest[r.probe] = r
         seen = now if taken is None else min(taken, now)
-        if seen < now - self.inv.settings.stale_after:
+        if seen < now - self._stale_after:
             return []
-        cycle = [r for r in results if r.probe in h.reach]
+        reach = h.reach
+        cycle = [r for r in results if r.probe in reach]
         if cycle:
             h.last_seen = seen
-            ok = any(r.ok for r in cycle)
-            if ok and h.last_ok is False:
-                h.recovered_at = min(r.at for r in cycle)
-            h.last_ok = ok
-            s = self.inv.settings
-            if ok:
-                h.goods += 1
-                h.fails = 0
-                if h.own is State.UNKNOWN or (h.own is State.DOWN and h.goods >= s.recover_after):
-                    h.own = State.UP
-            else:
-                h.fails += 1
-                h.goods = 0
-                if h.fails >= s.fail_after:
-                    h.own = State.DOWN
-                    h.own_reason = self._down_reason(cycle, h.fails)
-        self._judge_quality(h, now)
+            self._judge_path(h, cycle, results, now)
+        window = h.window
+        for r in results:
+            if r.at >= h.recovered_at:
+                window.add(r)
+        self._judge_quality(h, now, counted=bool(cycle))
         events: list[Event] = []
         self._update(h, now, events)
         if h.point.children and cycle:
             self._update_descendants(h.point, now, events)
         return events
+
+    def _judge_path(
+        self, h: PointHealth, cycle: list[ProbeResult], results: Sequence[ProbeResult], now: float
+    ) -> None:
+        """One cycle's answer to both questions, through their hysteresis."""
+        ok = False
+        for r in cycle:
+            if r.ok:
+                ok = True
+                break
+        if ok and h.last_ok is False:
+            h.recovered_at = min(r.at for r in cycle)
+            h.window.start_after(h.recovered_at)
+        h.last_ok = ok
+        if ok:
+            h.goods += 1
+            h.fails = 0
+            if h.path_down and h.goods >= self._recover_after:
+                h.path_down = False
+            self._judge_service(h, results, now)
+        else:
+            h.fails += 1
+            h.goods = 0
+            if h.fails >= self._fail_after:
+                h.path_down = True
+                h.own_reason = self._down_reason(cycle, h.fails)
+        if h.path_down or h.service_down:
+            h.own = State.DOWN
+        elif h.own is State.UNKNOWN:
+            h.own = State.UP if ok and not h.service_fails else State.UNKNOWN
+        else:
+            h.own = State.UP
+
+    def _judge_service(self, h: PointHealth, results: Sequence[ProbeResult], now: float) -> None:
+        """The required probes of a cycle whose path is up (their latest fresh results for a
+        probe on its own period, such as media)."""
+        required = h.required
+        if required == h.reach:
+            return  # the path's answer is the service's: nothing more to judge
+        failing: list[ProbeResult] = []
+        for name in required:
+            r = h.latest.get(name)
+            if r is None or r.at < now - h.fresh_for.get(name, self._stale_after):
+                continue
+            if not r.ok:
+                failing.append(r)
+        if not failing:
+            h.service_goods += 1
+            h.service_fails = 0
+            if h.service_down and h.service_goods >= self._recover_after:
+                h.service_down = False
+            return
+        h.service_fails += 1
+        h.service_goods = 0
+        if h.service_fails >= self._fail_after:
+            h.service_down = True
+            if not h.path_down:  # a path that is down is the reason to give
+                answers = ", ".join(r.probe for r in results if r.probe in h.reach and r.ok)
+                errors = "; ".join(f"{r.probe}: {r.error or 'failed'}" for r in failing)
+                h.own_reason = f"host answers {answers}; {errors}"
 
     def tick(self, now: float) -> list[Event]:
         """Apply staleness and maintenance windows as of ``now``. Call about once a second."""
@@ -200,7 +285,9 @@ class HealthModel:
             changed = False
             if h.own is not State.UNKNOWN and (h.last_seen is None or h.last_seen < stale_before):
                 h.own = State.UNKNOWN
-                h.fails = h.goods = 0
+                h.fails = h.goods = h.service_fails = h.service_goods = 0
+                h.quality_fails = h.quality_goods = 0
+                h.path_down = h.service_down = h.quality_bad = False
                 h.last_ok = None
                 h.own_reason = f"no fresh result for {self.inv.settings.stale_after:g}s"
                 changed = True
@@ -226,7 +313,11 @@ class HealthModel:
             if h is None or state is State.MAINTENANCE:
                 continue
             if state in (State.DOWN, State.UNREACHABLE):
-                h.own, h.fails = State.DOWN, s.fail_after
+                h.own = State.DOWN
+                if state is State.DOWN and reason.startswith("host answers"):
+                    h.service_down, h.service_fails = True, s.fail_after  # path up, SIP dead
+                else:
+                    h.path_down, h.fails = True, s.fail_after
             elif state in (State.UP, State.DEGRADED):
                 h.own, h.goods = State.UP, s.recover_after
                 h.quality_bad = state is State.DEGRADED
@@ -247,6 +338,14 @@ class HealthModel:
                 "own",
                 "fails",
                 "goods",
+                "path_down",
+                "service_fails",
+                "service_goods",
+                "service_down",
+                "quality_fails",
+                "quality_goods",
+                "window",
+                "figures",
                 "last_seen",
                 "last_ok",
                 "recovered_at",
@@ -256,6 +355,7 @@ class HealthModel:
                 "in_maintenance",
             ):
                 setattr(h, name, getattr(before, name))
+            h.window.span = self.inv.settings.quality_window
             h.latest = {
                 k: v for k, v in before.latest.items() if k in self.inv.profile_of(pid).probes()
             }
@@ -285,39 +385,45 @@ class HealthModel:
         errors = "; ".join(f"{r.probe}: {r.error or 'failed'}" for r in cycle)
         return f"{fails} failed cycles ({errors})"
 
-    def _judge_quality(self, h: PointHealth, now: float) -> None:
-        t = self.inv.thresholds
+    def _judge_quality(self, h: PointHealth, now: float, *, counted: bool) -> None:
+        """The window's verdict, and the other probes' failures and warnings; a cycle of the
+        interval (``counted``) moves the degraded hysteresis."""
         failing: list[str] = []
-        good: list[ProbeResult] = []
+        reach, required = h.reach, h.required
         for r in h.latest.values():
-            if r.at < now - h.fresh_for.get(r.probe, self.inv.settings.stale_after):
-                continue
             if r.at < h.recovered_at:  # taken during the outage the path has recovered from
                 continue
+            if r.at < now - h.fresh_for.get(r.probe, self._stale_after):
+                continue
             if r.ok:
-                good.append(r)
                 if r.warning:
                     failing.append(f"{r.probe}: {r.warning}")
-            elif h.last_ok:
-                # only while another probe proves the point reachable; a cycle where
-                # everything failed is the reachability hysteresis's business
+            elif h.last_ok and r.probe not in reach and r.probe not in required:
+                # only while the path is up; a failing required probe is the service's
                 failing.append(f"{r.probe} failing: {r.error or 'failed'}")
-        m = _worst(good)
-        # entering uses the threshold; leaving needs a margin inside it (no flapping)
-        keep = 1.0 - CLEAR_MARGIN if h.quality_bad else 1.0
-        crossed = list(failing)
-        rtt, jitter, loss, mos = m["rtt"], m["jitter"], m["loss"], m["mos"]
-        if rtt is not None and rtt > t.rtt * keep:
-            crossed.append(f"rtt {rtt * 1000:.0f} ms > {t.rtt * 1000:.0f} ms")
-        if jitter is not None and jitter > t.jitter * keep:
-            crossed.append(f"jitter {jitter * 1000:.0f} ms > {t.jitter * 1000:.0f} ms")
-        if loss is not None and loss > t.loss * keep:
-            crossed.append(f"loss {loss:.1%} > {t.loss:.1%}")
-        mos_floor = t.mos + (CLEAR_MARGIN / 2 if h.quality_bad else 0.0)
-        if mos is not None and mos < mos_floor:
-            crossed.append(f"MOS {mos:.2f} < {t.mos:.2f}")
-        h.quality_bad = bool(crossed)
-        h.quality_reason = ", ".join(crossed)
+        rtt, jitter, loss, mos = self._limits
+        verdict = h.window.judge(now, rtt, jitter, loss, mos, clearing=h.quality_bad)
+        h.figures = {
+            "rtt": verdict.rtt,
+            "jitter": verdict.jitter,
+            "loss": verdict.loss,
+            "mos": verdict.mos,
+        }
+        crossed = failing + list(verdict.crossed)
+        if crossed:
+            h.quality_reason = ", ".join(crossed)
+        if not counted:
+            return
+        if crossed:
+            h.quality_fails += 1
+            h.quality_goods = 0
+            if h.quality_fails >= self._fail_after:
+                h.quality_bad = True
+        else:
+            h.quality_goods += 1
+            h.quality_fails = 0
+            if h.quality_goods >= self._recover_after:
+                h.quality_bad = False
 
     def _blocked(self, point: Point, *, down_only: bool = False) -> str | None:
         """The id of an ancestor that is down or (unless ``down_only``) failed its last cycle."""
@@ -325,7 +431,7 @@ class HealthModel:
         while parent is not None:
             ph = self.points[parent]
             if (
-                ph.own is State.DOWN
+                ph.path_down
                 or ph.state is State.UNREACHABLE
                 or (ph.last_ok is False and not down_only)
             ):
@@ -347,7 +453,7 @@ class HealthModel:
             # cycle; only an uplink that is really down takes the blame from it
             blocker = self._blocked(h.point, down_only=h.state is State.DOWN)
             if blocker is not None:
-                down = self.points[blocker].own is State.DOWN
+                down = self.points[blocker].path_down
                 return (
                     State.UNREACHABLE,
                     f"uplink {blocker} is {'down' if down else 'not answering'}",

@@ -75,10 +75,21 @@ def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[
     line = Text()
     line.append(s.name, "bold")
     ready_ok = readiness >= s.readiness_target
+    gap = counts["unknown"]
+    # points without fresh data are a gap in monitoring, not an outage: when they alone keep
+    # readiness under the target, say so in the gap's colour, not in the outage's red
+    known = counted - gap
+    outage_ok = known <= 0 or (counts["up"] + counts["degraded"]) / known >= s.readiness_target
+    style = "bold green" if ready_ok else ("bold yellow" if outage_ok and gap else "bold red")
     line.append(
         f"   readiness {readiness:.1%} (target {s.readiness_target:.0%}) {'✔' if ready_ok else '✖'}",
-        "bold green" if ready_ok else "bold red",
+        style,
     )
+    down = counts["down"] + counts["unreachable"]
+    if down:
+        line.append(f"   {down} room{'s' if down != 1 else ''} down", "bold red")
+    if gap:
+        line.append(f"   ? {gap} not monitored (no fresh data)", "bold yellow")
     line.truncate(max(10, width - right.cell_len), overflow="ellipsis", pad=True)
     line.append_text(right)
     tally = Text()
@@ -144,7 +155,14 @@ def _grid(districts: list[DistrictView], name_width: int, max_rows: int) -> list
         line.append_text(_fit(cells, widest))
         every = [d.hq, *d.communes]
         up = sum(p.state in ("up", "degraded") for p in every)
-        line.append(f" {up:>3}/{len(every):<3}", "bold red" if up < len(every) else "")
+        blind = sum(p.state == "unknown" for p in every)
+        if blind == len(every):  # nothing known: a gap in monitoring, not a dead district
+            line.append(f" {'?':>3}/{len(every):<3}", "yellow")
+        else:
+            line.append(
+                f" {up:>3}/{len(every):<3}",
+                "bold red" if up + blind < len(every) else ("yellow" if blind else ""),
+            )
         lines.append(line)
     if len(shown) < len(districts):
         lines.append(Text(f"… {len(districts) - len(shown)} more districts", "dim"))

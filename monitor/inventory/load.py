@@ -81,8 +81,12 @@ class Inventory:
         profiles = {}
         for name, profile in self.profiles.items():
             update: dict[str, object] = dict.fromkeys(probes & set(profile.probes()))
-            if profile.reachable_by is not None:
-                update["reachable_by"] = [p for p in profile.reachable_by if p not in probes]
+            for key in ("reachable_by", "required"):
+                names = getattr(profile, key)
+                if names is not None:
+                    kept = [p for p in names if p not in probes]
+                    # all of them left out: back to the default of what the profile still runs
+                    update[key] = kept or None
             profiles[name] = profile.model_copy(update=update)
         return dataclasses.replace(self, profiles=profiles)
 

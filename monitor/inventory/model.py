@@ -73,6 +73,8 @@ class MonitorSettings(Strict):
     concurrency: Annotated[int, Field(ge=1, le=100_000)] = 512
     #: how long state changes stay in the event log
     event_retention: Duration = 30 * 86400.0
+    #: how far back quality (loss, rtt, jitter, MOS) is judged: the packets of this window
+    quality_window: Duration = 60.0
 
 
 class Thresholds(Strict):
@@ -87,11 +89,21 @@ class Thresholds(Strict):
 class _Profile(Strict):
     """A named set of probes, reused across points (like blackbox_exporter's modules).
 
-    ``reachable_by`` names the probes that decide reachability: the point is
-    reachable in a cycle when any of them succeeds; while it is reachable, any
-    failing probe makes it ``degraded`` (e.g. http failing alone), never ``down``.
-    Default: icmp, tcp and sip, whichever the profile runs (or every probe it
-    runs, if it runs none of those).
+    Each cycle answers two questions about a point:
+
+    - ``reachable_by``: *is the network path up?* The path is up in a cycle when any
+      of these probes succeeds; only a point whose path is down makes the points
+      behind it ``unreachable``. Default: icmp, tcp and sip, whichever the profile
+      runs (or every probe it runs, if it runs none of those).
+    - ``required``: *can the room take part in the call?* Every one of these must
+      succeed; a point whose path is up but a required probe fails is ``down`` on
+      its own (e.g. "host answers icmp; sip: no response"), and the points behind it
+      are not made unreachable by it. Default: sip when the profile runs it, else the
+      ``reachable_by`` probes.
+
+    Any other probe failing while the path is up (http alone, say) makes the point
+    ``degraded``, never ``down``. Both lists, when given, must not be empty and may
+    only name probes the profile runs.
     """
 
     if TYPE_CHECKING:
@@ -103,16 +115,26 @@ class _Profile(Strict):
         sip: SipSettings | None = None
         media: MediaSettings | None = None
         reachable_by: list[str] | None = None
+        required: list[str] | None = None
 
     @model_validator(mode="after")
-    def _reachable_by_runs(self) -> Self:
+    def _lists_name_probes_it_runs(self) -> Self:
         runs = self.probes()
-        for name in self.reachable_by or ():
-            if name not in runs:
+        for key in ("reachable_by", "required"):
+            names: list[str] | None = getattr(self, key)
+            if names is None:
+                continue
+            if not names:
                 raise ValueError(
-                    f"reachable_by names {name!r}, which this profile does not run"
-                    f" (it runs: {', '.join(runs) or 'nothing'})"
+                    f"{key} is empty: name at least one probe the profile runs"
+                    f" ({', '.join(runs) or 'none yet'}), or leave it out for the default"
                 )
+            for name in names:
+                if name not in runs:
+                    raise ValueError(
+                        f"{key} names {name!r}, which this profile does not run"
+                        f" (it runs: {', '.join(runs) or 'nothing'})"
+                    )
         return self
 
     def probes(self) -> list[str]:
@@ -126,12 +148,22 @@ class _Profile(Strict):
         runs = self.probes()
         return tuple(p for p in runs if p in REACHABILITY_PROBES) or tuple(runs)
 
+    def requirement(self) -> tuple[str, ...]:
+        """The probes the room needs to take part in the call (see the class docstring)."""
+        if self.required is not None:
+            return tuple(self.required)
+        if getattr(self, "sip", None) is not None:
+            return ("sip",)
+        return self.reachability()
+
 
 def _profile_fields() -> dict[str, Any]:
-    """One optional field per registered probe, in canonical order, then ``reachable_by``."""
+    """One optional field per registered probe, in canonical order, then ``reachable_by``
+    and ``required``."""
     fields: dict[str, Any] = {name: (spec.settings | None, None) for name, spec in SPECS.items()}
     probe_name = Literal[PROBE_TYPES]  # type: ignore[valid-type]
     fields["reachable_by"] = (list[probe_name] | None, None)
+    fields["required"] = (list[probe_name] | None, None)
     return fields
 
 

@@ -1,11 +1,16 @@
-"""Voice quality estimate (R-factor and MOS) from latency, jitter and loss: a simplified E-model.
+"""Voice quality estimate (R-factor and MOS): the Cole-Rosenbluth heuristic, *not* ITU-T G.107.
 
-The full ITU-T G.107 E-model needs codec, echo and room-noise parameters a
-network monitor cannot know. VoIP monitoring tools therefore use the reduced
-form popularised by Cole & Rosenbluth, "Voice over IP performance monitoring"
-(ACM SIGCOMM Computer Communication Review 31(2), 2001), which keeps G.107's
-default R0 minus the delay and loss impairments for G.711. This module is that
-form, exactly as follows (every time in **milliseconds**, loss in **percent**)::
+The full ITU-T G.107 E-model computes the delay impairment Id from talker and
+listener echo (TELR, WEPL) and absolute delay, and the equipment impairment
+Ie,eff from the codec's Ie and Bpl (ITU-T G.113) and the loss pattern's burst
+ratio. This module does none of that. It is the reduced *heuristic* popularised
+by Cole & Rosenbluth, "Voice over IP performance monitoring" (ACM SIGCOMM
+Computer Communication Review 31(2), 2001): a straight-line fit of G.107's delay
+curve for G.711 with default echo parameters, and a linear 2.5 R-points per percent
+of random loss, from G.107's default R of 93.2. It assumes G.711 with random (not
+bursty) loss and ignores the codec; its MOS is an indication for comparing rooms
+and seeing trends, not a G.107 figure. The formulas (every time in
+**milliseconds**, loss in **percent**)::
 
     effective = latency + 2 * jitter + 10
     R = 93.2 - effective / 40            if effective < 160

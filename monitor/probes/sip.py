@@ -355,10 +355,15 @@ class _UdpTransaction:
     """
 
     def __init__(
-        self, sock: socket.socket, exchange: _Exchange, ends: frozenset[int] | None
+        self,
+        sock: socket.socket,
+        exchange: _Exchange,
+        ends: frozenset[int] | None,
+        target: tuple[object, ...],
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._sock = sock
+        self._target = target
         self._fd = sock.fileno()
         self._exchange = exchange
         self._ends = ends
@@ -380,7 +385,7 @@ class _UdpTransaction:
     def _send(self) -> None:
         sent_at = time.monotonic()  # taken before the send: the RTT never understates
         try:
-            self._sock.send(self._request)  # connected socket: no address
+            self._sock.sendto(self._request, self._target)
         except (BlockingIOError, InterruptedError):
             return  # send buffer full: not sent, Timer E tries again
         except OSError as exc:
@@ -407,7 +412,7 @@ class _UdpTransaction:
                 data, ancillary, _flags, _source = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # ICMP port/host unreachable on the connected socket
+            except OSError as exc:  # ICMP port/host unreachable, reported by IP_RECVERR
                 self._fail(exc)
                 return
             received_at = time.monotonic()
@@ -457,6 +462,20 @@ class _Steps:
         self.started = end
 
 
+#: (level, option) asking the kernel to report ICMP errors on an unconnected socket
+_RECVERR: Final[dict[int, tuple[int, int]]] = {
+    socket.AF_INET: (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11)),
+    socket.AF_INET6: (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25)),
+}
+
+
+def _local_address(family: int, sockaddr: tuple[object, ...]) -> str:
+    """The local address the kernel routes to ``sockaddr`` from (no packet is sent)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect(sockaddr)
+        return str(probe.getsockname()[0])
+
+
 async def _udp(
     exchange: _Exchange,
     settings: SipSettings,
@@ -474,12 +493,16 @@ async def _udp(
         # time: arrival_time falls back to it.
         enable_receive_timestamps(sock)
         try:
-            # connect() on a datagram socket only picks the route and local address (no
-            # packet), so it does not block; it fails at once when there is no route.
-            sock.connect(sockaddr)
+            # Not connected: RFC 3261 matches a response to its transaction (Via branch,
+            # Call-ID, CSeq), not to the address it came from, and a multi-homed or
+            # clustered SBC may answer from another address, which a connected socket
+            # would drop. The local address for Via comes from the route to the target,
+            # and IP_RECVERR still reports an ICMP port unreachable on the next read.
+            sock.bind((_local_address(family, sockaddr), 0))
+            sock.setsockopt(*_RECVERR[family], 1)
         except OSError as exc:
             raise _Failure(describe_oserror(exc)) from None
-        transaction = _UdpTransaction(sock, exchange, ends)
+        transaction = _UdpTransaction(sock, exchange, ends, sockaddr)
         transaction.start(exchange.request(settings, host, sock.getsockname()))
         step.next("response", f"udp {exchange.local} -> {_uri_host(str(sockaddr[0]))}")
         try:

@@ -31,7 +31,7 @@ async def lab(tmp_path: Path) -> AsyncIterator[tuple[Lab, Path]]:
         yield running, path
 
 
-async def rollcall(path: Path, *args: str) -> tuple[int, str, str, float]:
+async def rollcall(path: Path, *args: str, icmp: bool = False) -> tuple[int, str, str, float]:
     start = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -40,7 +40,7 @@ async def rollcall(path: Path, *args: str) -> tuple[int, str, str, float]:
         "rollcall",
         "-c",
         str(path),
-        "--no-icmp",
+        *([] if icmp else ["--no-icmp"]),
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -81,6 +81,25 @@ async def test_impaired_points_exit_1_with_a_table_by_district(lab: tuple[Lab, P
     code, out, _, _ = await rollcall(path, "--format", "csv")
     assert out.splitlines()[0].startswith("district,point,name,host,state,reason")
     assert len(out.splitlines()) == 1 + len(states)
+
+
+async def test_a_district_that_pings_but_has_no_sip_is_not_ready(lab: tuple[Lab, Path]) -> None:
+    """With ICMP on, Ba Vì's rooms still answer ping (the kernel does) but their SIP, media
+    and status pages are dead (the lab's cut reaches every point below the HQ): each is down
+    with "host answers icmp; sip: ...", none is counted ready, none is called unreachable
+    (their paths are up), and the rollcall exits 1."""
+    from tests.helpers import require_root
+
+    require_root("ICMP from the rollcall")
+    running, path = lab
+    running.set_impairment("ba-vi", Impairment(down=True))
+    code, out, _, _ = await rollcall(path, "--format", "json", icmp=True)
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is False and data["ready"] == 420, out
+    rows = {r["point"]: r for r in data["not_ready"]}
+    assert {p.split(".")[0] for p in rows} == {"ba-vi"} and len(rows) == 30
+    assert {r["state"] for r in rows.values()} == {"down"}
+    assert all(r["reason"].startswith("host answers icmp; sip: ") for r in rows.values()), rows
 
 
 async def test_json_reports_the_pass_duration(lab: tuple[Lab, Path]) -> None:

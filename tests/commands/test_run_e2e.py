@@ -144,7 +144,10 @@ async def test_run_against_the_lab_district_cut(tmp_path: Path) -> None:
                 assert (await get_json(s, f"{base}/api/v1/points/ba-vi"))["state"] == "down"
 
                 lab.clear("ba-vi")
-                await until(ready, 5 * INTERVAL + 5, "Ba Vì back up")
+                took = await until(ready, 5 * INTERVAL + 5, "Ba Vì back up")
+                # repaired: all 30 rooms up within recover_after cycles, plus one interval for
+                # the repair to meet a probe and one probe timeout (no yellow from old media)
+                assert took <= 2 * INTERVAL + INTERVAL + 1.0 + 3.0, took
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)

@@ -140,3 +140,22 @@ def test_frame_renders_quickly_enough_to_measure() -> None:
     for _ in range(3):
         screen(s, 120, 40, color=True)
     assert time.perf_counter() - start < 30  # only a guard against a hang, not a benchmark
+
+
+def test_lost_monitoring_is_a_gap_not_an_outage() -> None:
+    """A district with no fresh data is shown as a gap in monitoring ("?" count, not red), and
+    the header says how many rooms are not monitored, apart from rooms down."""
+    s = snapshot()
+    for c in s.points.values():
+        if c.district == "ba-vi":
+            c.state = "unknown"
+    for pid in ("dong-anh.xuan-non", "soc-son.minh-tri"):
+        s.points[pid].state = "up"
+    text = screen(s, 120, 40)
+    assert "30 not monitored (no fresh data)" in text
+    assert "rooms down" not in text and "room down" not in text
+    ba_vi = next(line for line in text.splitlines() if line.startswith("Huyện Ba Vì"))
+    assert "  ?/30" in ba_vi, ba_vi
+    # with a real outage as well, both are said
+    s.points["dong-anh.xuan-non"].state = "down"
+    assert "1 room down" in screen(s, 120, 40)

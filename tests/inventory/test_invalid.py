@@ -15,7 +15,7 @@ DATA = Path(__file__).parent / "testdata"
 EXPECTED = {
     "unknown-key": "3: monitor.fail_afer: unknown key (did you mean 'fail_after'?); expected one of: "
     "name, interval, fail_after, recover_after, stale_after, readiness_target, timezone, concurrency,"
-    " event_retention",
+    " event_retention, quality_window",
     "duplicate-id": "10: points[0].points[1].id: duplicate id 'ba-vi.tan-linh' (first used on line 9)",
     "bad-duration": "3: profiles.room.icmp.spacing: '20 msec' is not a duration: write e.g. 500ms, 5s or 1m",
     "bad-percentage": "1: thresholds.loss: '120%' is out of range: a ratio is between 0% and 100% (0..1)",
@@ -45,6 +45,10 @@ EXPECTED = {
     "alias-loop": "1: profiles.again: an alias refers to a value that contains it",
     "reachable-by": "1: profiles.room: reachable_by names 'tcp', which this profile does not run"
     " (it runs: icmp)",
+    "empty-reachable-by": "1: profiles.room: reachable_by is empty: name at least one probe the"
+    " profile runs (icmp, sip), or leave it out for the default",
+    "required": "2: profiles.room: required names 'media', which this profile does not run"
+    " (it runs: icmp, sip)",
 }
 
 

@@ -51,7 +51,7 @@ def test_spec_is_consistent(spec: ProbeSpec[Any]) -> None:
 
 
 def test_profile_fields_are_the_registry() -> None:
-    assert list(Profile.model_fields) == [*registry.PROBE_TYPES, "reachable_by"]
+    assert list(Profile.model_fields) == [*registry.PROBE_TYPES, "reachable_by", "required"]
     reachable_by = Profile.model_fields["reachable_by"].annotation
     (names,) = typing.get_args(typing.get_args(reachable_by)[0])  # list[Literal[...]] | None
     assert typing.get_args(names) == registry.PROBE_TYPES

@@ -695,3 +695,26 @@ async def test_udp_sockets_closed_on_every_exit_path() -> None:
     assert refused.error == "port unreachable"
     await asyncio.sleep(0)
     assert open_fds() == before
+
+
+async def test_a_response_from_another_address_of_the_server_is_accepted() -> None:
+    """A multi-homed or clustered SBC answering from another address: the response matches
+    the transaction (branch, Call-ID, CSeq) and is taken, as RFC 3261 says; a datagram from
+    that address that is not ours is still a stray."""
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.2", 0))
+    other.setblocking(False)
+
+    def from_elsewhere(index: int, request: bytes) -> list[bytes]:
+        source = ("127.0.0.1", int(request_headers(request)["Via"].split(":")[1].split(";")[0]))
+        other.sendto(b"SIP/2.0 200 OK\r\nCall-ID: not-ours\r\nCSeq: 1 OPTIONS\r\n\r\n", source)
+        other.sendto(reply(request, "200 OK"), source)
+        return []
+
+    try:
+        async with responder(from_elsewhere) as (_, port):
+            result = await run("127.0.0.1", port=port)
+    finally:
+        other.close()
+    assert result.ok, result.error
+    assert result.details["status"] == 200
