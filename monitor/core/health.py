@@ -205,10 +205,10 @@ class HealthModel:
         if cycle:
             h.last_seen = seen
             self._judge_path(h, cycle, results, now)
-        window = h.window
+        add, recovered = h.window.add, h.recovered_at
         for r in results:
-            if r.at >= h.recovered_at:
-                window.add(r)
+            if r.at >= recovered:
+                add(r)
         self._judge_quality(h, now, counted=bool(cycle))
         events: list[Event] = []
         self._update(h, now, events)

@@ -91,15 +91,14 @@ class Verdict:
 
 
 def _packets(r: ProbeResult) -> tuple[int, int]:
-    """(sent, lost) of a result that counts packets; (0, 0) for one that does not."""
-    if r.loss is None:
-        return 0, 0
-    sent = r.details.get("sent") if r.details else None
-    received = r.details.get("received") if r.details else None
+    """(sent, lost) of a result that has a loss figure."""
+    details = r.details
+    sent = details.get("sent") if details else None
+    received = details.get("received") if details else None
     if isinstance(sent, int) and isinstance(received, int) and sent >= received >= 0:
         return sent, sent - received
     # a result without counts (from an older agent): one packet's worth of evidence
-    return 1, 1 if r.loss >= 0.5 else 0
+    return 1, 1 if (r.loss or 0.0) >= 0.5 else 0
 
 
 @dataclass(slots=True)
@@ -122,16 +121,21 @@ class Window:
         business: the reachability hysteresis judges it)."""
         if not r.ok:
             return
-        packets, lost = _packets(r)
-        if packets == 0 and r.rtt is None and r.jitter is None and r.mos is None:
-            return
-        sample = _Sample(r.at, r.probe, packets, lost, r.rtt, r.jitter, r.mos)
+        rtt, jitter, mos = r.rtt, r.jitter, r.mos
+        if r.loss is None:
+            if rtt is None and jitter is None and mos is None:
+                return
+            packets = lost = 0
+        else:
+            packets, lost = _packets(r)
+        sample = _Sample(r.at, r.probe, packets, lost, rtt, jitter, mos)
         self.samples.append(sample)
         self._count(sample, 1)
 
     def _count(self, s: _Sample, sign: int) -> None:
-        self.packets += sign * s.packets
-        self.lost += sign * s.lost
+        if s.packets:
+            self.packets += sign * s.packets
+            self.lost += sign * s.lost
         sums = self._sums
         if s.rtt is not None and s.probe in RTT_PROBES:
             slot = sums[0 if s.probe == "icmp" else 1]
