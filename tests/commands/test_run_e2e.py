@@ -146,8 +146,11 @@ async def test_run_against_the_lab_district_cut(tmp_path: Path) -> None:
                 lab.clear("ba-vi")
                 took = await until(ready, 5 * INTERVAL + 5, "Ba Vì back up")
                 # repaired: all 30 rooms up within recover_after cycles, plus one interval for
-                # the repair to meet a probe and one probe timeout (no yellow from old media)
-                assert took <= 2 * INTERVAL + INTERVAL + 1.0 + 3.0, took
+                # the repair to meet a probe and one probe timeout (no yellow from old media:
+                # before, the last media result kept them degraded for up to 30 s); the slack
+                # is for a loaded machine (11.6 s seen once in CI)
+                print(f"Ba Vì repaired: all up {took:.1f} s after the repair")
+                assert took <= 2 * INTERVAL + INTERVAL + 1.0 + 6.0, took
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
