@@ -60,6 +60,7 @@ class Monitor:
         self.ready = False
         self.scheduler_stats: Callable[[], dict[str, Any] | None] = lambda: None
         self._ticker_task: asyncio.Task[None] | None = None
+        self._overruns_seen = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -145,6 +146,7 @@ class Monitor:
             await asyncio.sleep(1.0)
             now = time.time()
             self._publish(self.model.tick(now))
+            self._count_overruns()
             if self.events is not None:
                 self.events.broadcast({"type": "summary", **self.summary()})
             if self.eventlog is not None and now - last_prune > 3600:
@@ -153,6 +155,14 @@ class Monitor:
                     await self.eventlog.prune(now)
                 except Exception:  # a locked or full database must not stop staleness checks
                     log.exception("pruning the event log failed; will try again in an hour")
+
+    def _count_overruns(self) -> None:
+        """Carry the probing side's running overrun count into ``confmon_scheduler_overruns``."""
+        stats = self.scheduler_stats()
+        overruns = int(stats.get("overruns", 0)) if stats else 0
+        if overruns > self._overruns_seen:
+            self.telemetry.overruns.inc(overruns - self._overruns_seen)
+        self._overruns_seen = max(self._overruns_seen, overruns)
 
     # --- subscribers and summaries --------------------------------------------------------
 

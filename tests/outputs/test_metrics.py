@@ -144,3 +144,18 @@ def test_promtool_check_metrics_is_clean() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "" and proc.stderr.strip() == ""
+
+
+def test_scheduler_overruns_reach_the_counter() -> None:
+    """The probing side's running overrun count is carried into confmon_scheduler_overruns."""
+    from monitor.core.service import Monitor
+    from tests.outputs.fixtures import inventory
+
+    m = Monitor(inventory())
+    figures = {"overruns": 3}
+    m.scheduler_stats = lambda: dict(figures)
+    m._count_overruns()
+    figures["overruns"] = 5
+    m._count_overruns()
+    m._count_overruns()
+    assert m.telemetry.registry.get_sample_value("confmon_scheduler_overruns_total") == 5
