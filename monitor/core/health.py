@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.events import Event, State
-from monitor.core.quality import CLEAR_MARGIN, Window
+from monitor.core.quality import CLEAR_MARGIN, Window, unused_probes
 from monitor.core.results import ProbeResult
 from monitor.inventory import Inventory, Point
 from monitor.probes import registry
@@ -163,7 +163,7 @@ class HealthModel:
                 p,
                 profile.reachability(),
                 profile.requirement(),
-                Window(st.quality_window),
+                Window(st.quality_window, unused_probes(profile.probes())),
                 since=now,
                 last_seen=now,
             )
@@ -356,6 +356,7 @@ class HealthModel:
             ):
                 setattr(h, name, getattr(before, name))
             h.window.span = self.inv.settings.quality_window
+            h.window.ignore = unused_probes(self.inv.profile_of(pid).probes())
             h.latest = {
                 k: v for k, v in before.latest.items() if k in self.inv.profile_of(pid).probes()
             }

@@ -80,6 +80,9 @@ class Ingest:
         self._assigned: dict[str, frozenset[str] | None] = {}
         self._last_seq: dict[str, int] = {}
         self._last_at: dict[tuple[str, str], float] = {}
+        # the labelled children, looked up once: prometheus_client's labels() takes a lock
+        # and builds a key on every call, which per result was most of this method's time
+        self._counted: dict[tuple[str, bool], Callable[[], None]] = {}
 
     # --- who may send what ---------------------------------------------------------------
 
@@ -145,22 +148,25 @@ class Ingest:
                 continue
             last_at[key] = r.at if r.at < received_at else received_at
             by_point.setdefault(pid, []).append(r)
-        probes = self._telemetry.probes
-        cycles = self._telemetry.cycle_duration
+        counted = self._counted
+        observe = self._telemetry.cycle_duration.observe
         for pid, results in by_point.items():
             report.accepted += len(results)
-            taken = received_at
-            first = last_end = results[0].at
+            first = newest = last_end = results[0].at
             for r in results:
-                probes.labels(r.probe, "success" if r.ok else "failure").inc()
-                if r.at < first:
-                    first = r.at
-                if r.at + r.duration > last_end:
-                    last_end = r.at + r.duration
-            newest = max(r.at for r in results)
-            if newest < taken:
-                taken = newest
-            cycles.observe(max(0.0, last_end - first))
+                inc = counted.get((r.probe, r.ok))
+                if inc is None:
+                    inc = self._counter(r.probe, r.ok)
+                inc()
+                at = r.at
+                if at < first:
+                    first = at
+                if at > newest:
+                    newest = at
+                if at + r.duration > last_end:
+                    last_end = at + r.duration
+            taken = newest if newest < received_at else received_at
+            observe(max(0.0, last_end - first))
             try:
                 self._sink(pid, results, taken, received_at)
             except Exception:  # a consumer's bug must not lose the other points' results
@@ -168,6 +174,13 @@ class Ingest:
         for reason, n in rejected.items():
             self._telemetry.rejected.labels(reason).inc(n)
         return report
+
+    def _counter(self, probe: str, ok: bool) -> Callable[[], None]:
+        inc: Callable[[], None] = self._telemetry.probes.labels(
+            probe, "success" if ok else "failure"
+        ).inc
+        self._counted[(probe, ok)] = inc
+        return inc
 
     def _reject_all(self, reason: str, n: int) -> IngestReport:
         report = IngestReport()

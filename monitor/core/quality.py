@@ -109,6 +109,9 @@ class Window:
     """
 
     span: float
+    #: probes whose results carry nothing the window would use (a sip result, whose RTT
+    #: does not count when the point runs ICMP); skipping them keeps ingest cheap
+    ignore: frozenset[str] = frozenset()
     samples: deque[_Sample] = field(default_factory=deque)
     packets: int = 0
     lost: int = 0
@@ -119,7 +122,7 @@ class Window:
     def add(self, r: ProbeResult) -> None:
         """Count a successful result's packets and figures (a failed one is the path's
         business: the reachability hysteresis judges it)."""
-        if not r.ok:
+        if not r.ok or r.probe in self.ignore:
             return
         rtt, jitter, mos = r.rtt, r.jitter, r.mos
         if r.loss is None:
@@ -197,3 +200,16 @@ class Window:
 
 def _mean(slot: list[float]) -> float | None:
     return slot[0] / slot[1] if slot[1] else None
+
+
+def unused_probes(probes: list[str]) -> frozenset[str]:
+    """The probes of a profile whose results the window need not keep.
+
+    With ICMP, the RTT is ICMP's, so the other round-trip probes add nothing (they measure
+    no loss, jitter or MOS); without it, they are the RTT. http's time to first byte is
+    never held to the RTT threshold.
+    """
+    unused = {"http"}
+    if "icmp" in probes:
+        unused |= {"tcp", "sip"}
+    return frozenset(unused)
