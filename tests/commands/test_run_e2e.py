@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import sys
-from ipaddress import IPv4Address
 from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.inventory import load_inventory
-from monitor.inventory.writer import to_yaml
-from monitor.lab.addresses import lab_inventory
 from monitor.lab.impairment import Impairment
-from monitor.lab.lab import Lab
-from tests.commands.running import get_json, until
-from tests.helpers import CONFIGS, free_port
+from tests.commands.running import get_json, hanoi_lab, running, until
 from tests.prometheus import prometheus
 
 INTERVAL = 2.0
@@ -33,131 +25,90 @@ def scrape_values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
 
 async def test_run_against_the_lab_district_cut(tmp_path: Path) -> None:
     """A cut district HQ goes down within fail_after × interval, its communes unreachable; all outputs agree."""
-    inv = lab_inventory(load_inventory(CONFIGS / "hanoi.yaml"), IPv4Address("127.32.0.1"))
-    inv = inv.__class__(
-        **{
-            **inv.__dict__,
-            "settings": inv.settings.model_copy(update={"interval": INTERVAL, "stale_after": 10.0}),
-        }
-    )
-    config = tmp_path / "lab-hanoi.yaml"
-    config.write_text(to_yaml(inv), encoding="utf-8")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "run.log"
-    async with Lab(inv, seed=3) as lab:
-        log = log_path.open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor",
-            "run",
-            "-c",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--state-db",
-            str(tmp_path / "events.sqlite3"),
-            "--no-icmp",
-            "--log-format",
-            "json",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
+    inv = hanoi_lab("127.32.0.1", interval=INTERVAL, stale_after=10.0)
+    async with running(tmp_path, inv) as (run, lab):
+        assert lab is not None
+        s, base, config, proc = run.session, run.base, run.config, run.proc
+
+        async def ready() -> bool:
+            try:
+                return (await get_json(s, f"{base}/api/v1/status"))["states"]["up"] == 450
+            except (aiohttp.ClientError, OSError):
+                return False
+
+        await until(ready, 30, "all 450 lab points up")
+
+        lab.set_impairment("ba-vi", Impairment(down=True))
+
+        async def district_down() -> bool:
+            states = (await get_json(s, f"{base}/api/v1/status"))["states"]
+            return bool(states["down"] == 1 and states["unreachable"] == 29)
+
+        took = await until(
+            district_down,
+            2 * INTERVAL + 2 * INTERVAL + 5,
+            "Ba Vì down, 29 communes unreachable",
         )
-        try:
-            async with aiohttp.ClientSession() as s:
+        # fail_after cycles of the interval, plus at most one interval for the cut to meet a probe
+        assert took <= 3 * INTERVAL + 3
 
-                async def ready() -> bool:
-                    try:
-                        return (await get_json(s, f"{base}/api/v1/status"))["states"]["up"] == 450
-                    except (aiohttp.ClientError, OSError):
-                        return False
-
-                await until(ready, 30, "all 450 lab points up")
-
-                lab.set_impairment("ba-vi", Impairment(down=True))
-
-                async def district_down() -> bool:
-                    states = (await get_json(s, f"{base}/api/v1/status"))["states"]
-                    return bool(states["down"] == 1 and states["unreachable"] == 29)
-
-                took = await until(
-                    district_down,
-                    2 * INTERVAL + 2 * INTERVAL + 5,
-                    "Ba Vì down, 29 communes unreachable",
+        points = (await get_json(s, f"{base}/api/v1/points?district=ba-vi"))["points"]
+        states = {p["id"]: p["state"] for p in points}
+        assert states.pop("ba-vi") == "down"
+        assert set(states.values()) == {"unreachable"} and len(states) == 29
+        async with s.get(f"{base}/metrics") as resp:
+            samples = scrape_values(await resp.text())
+        assert samples[("confmon_points", frozenset({("state", "down")}))] == 1
+        assert samples[("confmon_points", frozenset({("state", "unreachable")}))] == 29
+        assert (
+            samples[
+                (
+                    "confmon_point_up",
+                    frozenset({("point", "ba-vi"), ("district", "ba-vi"), ("level", "district")}),
                 )
-                # fail_after cycles of the interval, plus at most one interval for the cut to meet a probe
-                assert took <= 3 * INTERVAL + 3
-
-                points = (await get_json(s, f"{base}/api/v1/points?district=ba-vi"))["points"]
-                states = {p["id"]: p["state"] for p in points}
-                assert states.pop("ba-vi") == "down"
-                assert set(states.values()) == {"unreachable"} and len(states) == 29
-                async with s.get(f"{base}/metrics") as resp:
-                    samples = scrape_values(await resp.text())
-                assert samples[("confmon_points", frozenset({("state", "down")}))] == 1
-                assert samples[("confmon_points", frozenset({("state", "unreachable")}))] == 29
-                assert (
-                    samples[
-                        (
-                            "confmon_point_up",
-                            frozenset(
-                                {("point", "ba-vi"), ("district", "ba-vi"), ("level", "district")}
-                            ),
-                        )
-                    ]
-                    == 0
+            ]
+            == 0
+        )
+        assert (
+            samples[
+                (
+                    "confmon_district_points",
+                    frozenset({("district", "ba-vi"), ("state", "unreachable")}),
                 )
-                assert (
-                    samples[
-                        (
-                            "confmon_district_points",
-                            frozenset({("district", "ba-vi"), ("state", "unreachable")}),
-                        )
-                    ]
-                    == 29
-                )
-                events = (await get_json(s, f"{base}/api/v1/events?point=ba-vi"))["events"]
-                assert events[0]["to"] == "down" and events[0]["name"] == "Huyện Ba Vì"
+            ]
+            == 29
+        )
+        events = (await get_json(s, f"{base}/api/v1/events?point=ba-vi"))["events"]
+        assert events[0]["to"] == "down" and events[0]["name"] == "Huyện Ba Vì"
 
-                async with prometheus(tmp_path, [f"127.0.0.1:{port}"]) as prom:
-                    result = await prom.wait_for('confmon_points{state="unreachable"}')
-                    assert float(result[0]["value"][1]) == 29
-                    ready_ratio = await prom.query("confmon_readiness_ratio")
-                    assert abs(float(ready_ratio[0]["value"][1]) - 420 / 450) < 1e-9
+        async with prometheus(tmp_path, [base.removeprefix("http://")]) as prom:
+            result = await prom.wait_for('confmon_points{state="unreachable"}')
+            assert float(result[0]["value"][1]) == 29
+            ready_ratio = await prom.query("confmon_readiness_ratio")
+            assert abs(float(ready_ratio[0]["value"][1]) - 420 / 450) < 1e-9
 
-                # SIGHUP re-reads the config, keeping states
-                config.write_text(
-                    config.read_text(encoding="utf-8").replace(
-                        "Hội nghị HĐND TP Hà Nội", "Phiên họp thứ 2"
-                    ),
-                    encoding="utf-8",
-                )
-                proc.send_signal(signal.SIGHUP)
+        # SIGHUP re-reads the config, keeping states
+        config.write_text(
+            config.read_text(encoding="utf-8").replace(
+                "Hội nghị HĐND TP Hà Nội", "Phiên họp thứ 2"
+            ),
+            encoding="utf-8",
+        )
+        proc.send_signal(signal.SIGHUP)
 
-                async def renamed() -> bool:
-                    return bool(
-                        (await get_json(s, f"{base}/api/v1/status"))["name"] == "Phiên họp thứ 2"
-                    )
+        async def renamed() -> bool:
+            return bool((await get_json(s, f"{base}/api/v1/status"))["name"] == "Phiên họp thứ 2")
 
-                await until(renamed, 10, "reload by SIGHUP")
-                assert (await get_json(s, f"{base}/api/v1/points/ba-vi"))["state"] == "down"
+        await until(renamed, 10, "reload by SIGHUP")
+        assert (await get_json(s, f"{base}/api/v1/points/ba-vi"))["state"] == "down"
 
-                lab.clear("ba-vi")
-                took = await until(ready, 5 * INTERVAL + 5, "Ba Vì back up")
-                # repaired: all 30 rooms up within recover_after cycles, plus one interval for
-                # the repair to meet a probe and one probe timeout (no yellow from old media:
-                # before, the last media result kept them degraded for up to 30 s); the slack
-                # is for a loaded machine (11.6 s seen once in CI)
-                print(f"Ba Vì repaired: all up {took:.1f} s after the repair")
-                assert took <= 2 * INTERVAL + INTERVAL + 1.0 + 6.0, took
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(proc.wait(), 15)
-            log.close()
-    err = log_path.read_text(encoding="utf-8")
-    assert code == 0, err
-    assert "Traceback" not in err
-    assert '"message": "shutting down"' in err
-    assert (tmp_path / "events.sqlite3").stat().st_size > 0
+        lab.clear("ba-vi")
+        took = await until(ready, 5 * INTERVAL + 5, "Ba Vì back up")
+        # repaired: all 30 rooms up within recover_after cycles, plus one interval for
+        # the repair to meet a probe and one probe timeout (no yellow from old media:
+        # before, the last media result kept them degraded for up to 30 s); the slack
+        # is for a loaded machine (11.6 s seen once in CI)
+        print(f"Ba Vì repaired: all up {took:.1f} s after the repair")
+        assert took <= 2 * INTERVAL + INTERVAL + 1.0 + 6.0, took
+    assert '"message": "shutting down"' in run.log()
+    assert run.state_db.stat().st_size > 0
