@@ -38,7 +38,8 @@ from monitor.core.service import Monitor
 from monitor.errors import ConfmonError, IcmpNotPermitted
 from monitor.inventory import Inventory, load_inventory
 from monitor.outputs.api import start_api
-from monitor.transport.local import LOCAL_AGENT, LocalTransport
+from monitor.probes.base import ProbeContext
+from monitor.transport.local import LOCAL_AGENT, LocalTransport, check_icmp, needs_icmp
 
 __all__ = ["App", "AppOptions", "open_app", "serve"]
 
@@ -98,12 +99,35 @@ class App:
                 log.error("reload failed, keeping the running config: %s", exc)
                 raise
             new = new.without_probes(self.disabled)
-            self.monitor.apply(new)
+            if needs_icmp(new) and not needs_icmp(self.monitor.inv):
+                new = await self._check_new_icmp(new)
             if self.transport is not None:
-                await self.transport.update(new)
+                # the probing side first: if it cannot take the new config, nothing changed
+                try:
+                    await self.transport.update(new)
+                except (TimeoutError, RuntimeError) as exc:
+                    self.monitor.telemetry.reload_ok.set(0)
+                    raise ConfmonError(
+                        f"the probing thread did not take the new config ({str(exc) or type(exc).__name__}); "
+                        "the running config is kept"
+                    ) from None
+            self.monitor.apply(new)
             message = f"reloaded {path}: {len(new.points)} points"
             log.info(message)
             return message
+
+    async def _check_new_icmp(self, new: Inventory) -> Inventory:
+        """A reload that brings ICMP in: the permission is checked now, as at start."""
+        try:
+            async with ProbeContext() as ctx:
+                await check_icmp(new, ctx)
+        except IcmpNotPermitted as exc:
+            if self.opts.icmp != "auto":
+                self.monitor.telemetry.reload_ok.set(0)
+                raise IcmpNotPermitted(f"{exc}; the running config is kept") from None
+            self.disabled |= {"icmp"}
+            return new.without_probes(self.disabled)
+        return new
 
 
 async def _read_config(path: Path, limit: float) -> Inventory:
@@ -156,7 +180,9 @@ async def open_app(inv: Inventory, opts: AppOptions) -> AsyncIterator[App]:
 async def _start_transport(app: App) -> None:
     monitor = app.monitor
     monitor.ingest.assign(LOCAL_AGENT, None)
-    transport = LocalTransport(monitor.inv, monitor.ingest.accept, drop=app.opts.drop)
+    transport = LocalTransport(
+        monitor.inv, monitor.ingest.accept, drop=app.opts.drop, on_crash=monitor.not_ready
+    )
     try:
         await transport.start()
     except IcmpNotPermitted as exc:
@@ -165,7 +191,9 @@ async def _start_transport(app: App) -> None:
         app.notices.append(f"ICMP skipped: {exc}")
         app.disabled |= {"icmp"}
         monitor.apply(monitor.inv.without_probes(app.disabled))
-        transport = LocalTransport(monitor.inv, monitor.ingest.accept, drop=app.opts.drop)
+        transport = LocalTransport(
+            monitor.inv, monitor.ingest.accept, drop=app.opts.drop, on_crash=monitor.not_ready
+        )
         await transport.start()
     app.transport = transport
     monitor.scheduler_stats = transport.stats

@@ -99,6 +99,9 @@ class PointHealth:
     fresh_for: dict[str, float] = field(default_factory=dict)
     #: the window's figures at the last judgement (rtt, jitter, loss, mos)
     figures: dict[str, float | None] = field(default_factory=dict)
+    #: without a fresh path result for this long the point is unknown: stale_after, or
+    #: longer when the path is judged only by probes on a longer period of their own
+    stale_for: float = 0.0
 
     def metrics(self) -> dict[str, float | None]:
         """The point's current figures: the quality window's, else the latest results'."""
@@ -169,6 +172,9 @@ class HealthModel:
             )
             if profile.media is not None:
                 h.fresh_for["media"] = profile.media.every + inv.settings.stale_after
+            h.stale_for = max(
+                [st.stale_after, *(h.fresh_for[name] for name in h.reach if name in h.fresh_for)]
+            )
             self.points[p.id] = h
             self.counts[h.state] += 1
             self.district_counts.setdefault(p.district, Counter())[h.state] += 1
@@ -253,7 +259,11 @@ class HealthModel:
         probe on its own period, such as media)."""
         required = h.required
         if required == h.reach:
-            return  # the path's answer is the service's: nothing more to judge
+            # the path's answer is the service's: nothing more to judge (and nothing left
+            # over from a profile that had a service of its own, before a reload or restart)
+            h.service_down = False
+            h.service_fails = h.service_goods = 0
+            return
         failing: list[ProbeResult] = []
         for name in required:
             r = h.latest.get(name)
@@ -279,11 +289,13 @@ class HealthModel:
     def tick(self, now: float) -> list[Event]:
         """Apply staleness and maintenance windows as of ``now``. Call about once a second."""
         events: list[Event] = []
-        stale_before = now - self.inv.settings.stale_after
         active = self._maintenance_points(now)
         for h in self.points.values():
             changed = False
-            if h.own is not State.UNKNOWN and (h.last_seen is None or h.last_seen < stale_before):
+            waiting = h.own is State.UNKNOWN and h.last_ok is not None  # for enough cycles
+            if (h.own is not State.UNKNOWN or waiting) and (
+                h.last_seen is None or h.last_seen < now - h.stale_for
+            ):
                 h.own = State.UNKNOWN
                 h.fails = h.goods = h.service_fails = h.service_goods = 0
                 h.quality_fails = h.quality_goods = 0
@@ -352,9 +364,15 @@ class HealthModel:
                 "quality_bad",
                 "quality_reason",
                 "own_reason",
+                "cause",
                 "in_maintenance",
             ):
                 setattr(h, name, getattr(before, name))
+            if (h.reach, h.required) != (before.reach, before.required):
+                # a new answer to "can the room take the call?": judge it afresh
+                h.service_down, h.service_fails, h.service_goods = False, 0, 0
+                if h.own is State.DOWN and not h.path_down:
+                    h.own = State.UP
             h.window.span = self.inv.settings.quality_window
             h.window.ignore = unused_probes(self.inv.profile_of(pid).probes())
             h.latest = {

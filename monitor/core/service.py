@@ -82,6 +82,12 @@ class Monitor:
         )
         self.ready = True
 
+    def not_ready(self, why: str) -> None:
+        """Something this monitor depends on has stopped (the probing thread): /readyz says 503
+        from now on, so a supervisor or load balancer sees it, and the log says why."""
+        log.error("not ready any more: %s", why)
+        self.ready = False
+
     def close_streams(self) -> None:
         """Tell every live subscriber (SSE clients, the dashboard) that the monitor is going away."""
         if self.events is not None:

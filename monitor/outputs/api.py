@@ -256,7 +256,7 @@ def _last_event_id(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
     if raw is None or not raw.strip():
         return None
-    if not raw.strip().isdigit() or len(raw.strip()) > 18:
+    if not (raw.strip().isascii() and raw.strip().isdigit()) or len(raw.strip()) > 18:
         raise _BadParam(f"Last-Event-ID: {raw[:40]!r} is not an event id")
     return int(raw)
 

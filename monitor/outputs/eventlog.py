@@ -104,6 +104,13 @@ class EventLog:
         loop = asyncio.get_running_loop()
         return await asyncio.wait_for(loop.run_in_executor(self._pool, fn, *args), timeout=30.0)
 
+    async def _commit(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`_call`, for a write, but without a timeout and not cancellable half-way:
+        a transaction given up on while its thread goes on to commit it would be stored, yet
+        look failed, and be stored again (twice, under new ids) by the retry."""
+        future = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await asyncio.shield(future)
+
     def _connect(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +150,7 @@ class EventLog:
         """Store events durably (one transaction, with every stage); returns them with ids."""
         if not events:
             return []
-        return await self._call(self._append, list(events))
+        return await self._commit(self._append, list(events))
 
     def _append(self, events: list[Event]) -> list[Event]:
         first = self._next_id

@@ -84,11 +84,13 @@ class LocalTransport:
         *,
         drop: Callable[[str], bool] | None = None,
         agent: str = LOCAL_AGENT,
+        on_crash: Callable[[str], None] | None = None,
     ) -> None:
         self.inv = inv
         self.agent = agent
         self._deliver = deliver
         self._drop = drop
+        self._on_crash = on_crash
         self._lock = threading.Lock()
         self._buffer: list[tuple[str, Sequence[ProbeResult]]] = []
         self._handover_pending = False
@@ -166,6 +168,10 @@ class LocalTransport:
                 started.set_exception(exc)
             else:
                 log.exception("the probing thread stopped on an error")
+                main, on_crash = self._main, self._on_crash
+                if main is not None and on_crash is not None and not main.is_closed():
+                    with contextlib.suppress(RuntimeError):
+                        main.call_soon_threadsafe(on_crash, f"probing stopped: {exc!r}")
         finally:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_asyncgens())

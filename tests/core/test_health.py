@@ -475,3 +475,35 @@ def test_results_from_long_ago_update_figures_not_state() -> None:
     assert m.ingest("d", [echoes(5, 5, T0), r("sip", True, T0)], now, taken=T0) == []
     assert m.points["d"].state is State.UNKNOWN
     assert m.points["d"].latest["icmp"].at == T0
+
+
+def test_a_service_down_does_not_outlive_a_reload_that_drops_the_service() -> None:
+    """Down for SIP, then reloaded with a profile without SIP: the next good cycles bring the
+    point up (the service half is judged afresh, not kept down for ever)."""
+    m = HealthModel(inventory(ROOMS), now=T0)
+    for step in range(3):
+        at = T0 + 5 * step
+        m.ingest("d", [echoes(5, 5, at), r("sip", False, at)], at)
+    assert m.points["d"].state is State.DOWN
+    new = HealthModel(
+        inventory(ROOMS.replace("room: {icmp: {}, sip: {}, media: {}}", "room: {icmp: {}}")),
+        now=T0 + 15,
+    )
+    new.adopt(m)
+    for step in (3, 4, 5):
+        at = T0 + 5 * step
+        new.ingest("d", [echoes(5, 5, at)], at)
+    assert new.points["d"].state is State.UP, new.points["d"].reason
+
+
+def test_a_media_only_profile_does_not_flap_to_unknown_between_runs() -> None:
+    """A path judged by media alone (every 30 s) stays fresh for every + stale_after."""
+    text = ROOMS.replace("room: {icmp: {}, sip: {}, media: {}}", "room: {media: {}}")
+    m = HealthModel(inventory(text), now=T0)
+    changes: list[State] = []
+    for k in range(10):
+        at = T0 + 30 * k
+        changes += [e.state for e in m.ingest("d", [r("media", True, at, mos=4.4, loss=0.0)], at)]
+        for t in range(1, 30):
+            changes += [e.state for e in m.tick(at + t) if e.point == "d"]
+    assert changes == [State.UP], changes

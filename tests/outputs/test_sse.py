@@ -145,13 +145,13 @@ async def test_a_client_too_slow_for_its_queue_is_caught_up_from_the_log(
 
 async def test_bad_last_event_id_is_a_400(tmp_path: Path) -> None:
     """A Last-Event-ID that is not a number is refused with a JSON error."""
-    async with (
-        serving(tmp_path, text=DISTRICT) as (_, base),
-        aiohttp.ClientSession() as s,
-        s.get(f"{base}/api/v1/stream", headers={"Last-Event-ID": "abc"}) as resp,
-    ):
-        assert resp.status == 400
-        assert "Last-Event-ID" in (await resp.json())["error"]
+    async with serving(tmp_path, text=DISTRICT) as (_, base), aiohttp.ClientSession() as s:
+        for bad in ("abc", "\u00b2", "-1", "1" * 30):
+            async with s.get(
+                f"{base}/api/v1/stream", headers={"Last-Event-ID": bad.encode().decode("latin-1")}
+            ) as resp:
+                assert resp.status == 400, bad
+                assert "Last-Event-ID" in (await resp.json())["error"]
 
 
 def test_district_config_is_valid() -> None:
