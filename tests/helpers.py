@@ -58,7 +58,7 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def run_in_empty_netns(script: str) -> list[str]:
+def run_in_empty_netns(script: str, timeout: float = 30) -> list[str]:
     """Run a Python script in a network namespace with no interface up; its output lines.
 
     Nothing it sends can leave the machine (there is no route at all), which makes it the
@@ -70,7 +70,7 @@ def run_in_empty_netns(script: str) -> list[str]:
         [unshare, "--net", sys.executable, "-c", textwrap.dedent(script)],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         check=False,

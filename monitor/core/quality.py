@@ -17,7 +17,7 @@ true loss           lost in a 160-packet window    judged
 0.5 %               0.8 on average                 not degraded (it needs 8: p ≈ 1e-5)
 2 %                 3.2                            rarely (8 or more: p ≈ 1.7 %)
 5 %                 8                              about half the time
-10 %                16                             always
+10 %                16                             always (within one window)
 ==================  =============================  ==================================
 
 and with ICMP alone (5 echoes every 5 s, 60 a minute) a single lost echo is never

@@ -34,7 +34,7 @@ subprocess.run(["nft", "-f", "-"], input=RULES, text=True, check=True)
 CONFIG = '''
 monitor: {interval: 5s, fail_after: 2, recover_after: 2, stale_after: 20s, quality_window: 60s}
 thresholds: {loss: 2%}
-profiles: {room: {icmp: {count: 10, spacing: 5ms, timeout: 150ms}}}
+profiles: {room: {icmp: {count: 20, spacing: 5ms, timeout: 150ms}}}
 points:
   - {id: clean, name: Clean, host: 127.0.0.1, profile: room}
   - {id: half-percent, name: Half, host: 127.0.0.2, profile: room}
@@ -71,18 +71,20 @@ asyncio.run(main())
 
 
 def test_real_loss_is_judged_over_the_window() -> None:
-    """0.5 % loss: no state change over 60 cycles; 10 %: degraded within about 30 s and
+    """0.5 % loss: no state change over 60 cycles; 10 %: degraded within one window and
     no flapping; 100 %: down after fail_after cycles; no loss: up."""
     require_binary("nft")
     require_binary("ip")
-    out = json.loads(run_in_empty_netns(SCRIPT)[-1])
+    out = json.loads(run_in_empty_netns(SCRIPT, timeout=120)[-1])
     changes, sent, lost = out["changes"], out["sent"], out["lost"]
-    assert sent["half-percent"] >= 590 and lost["clean"] == 0
-    assert 30 <= lost["ten-percent"] <= 95, lost  # the rule really drops about 10 %
+    assert sent["half-percent"] >= 1180 and lost["clean"] == 0
+    assert 70 <= lost["ten-percent"] <= 180, lost  # the rule really drops about 10 %
     assert [c[1] for c in changes["clean"]] == ["up"]
     assert [c[1] for c in changes["half-percent"]] == ["up"], (changes["half-percent"], lost)
     ten = changes["ten-percent"]
     assert [c[1] for c in ten] == ["up", "degraded"], (ten, lost)
-    assert ten[1][0] <= 45, ten  # seconds after the first cycle (virtual clock)
+    # within one quality window (60 s) of the first cycle, on the virtual clock; with 240
+    # echoes a minute the 99 % bound is past 2 % by then but for about 1 run in 1,000
+    assert ten[1][0] <= 60, ten
     assert "loss" in ten[1][2]
     assert [c[1] for c in changes["dead"]] == ["down"] and changes["dead"][0][0] == 5
