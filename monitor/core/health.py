@@ -47,7 +47,7 @@ from __future__ import annotations
 import datetime
 import zoneinfo
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -313,11 +313,17 @@ class HealthModel:
                     self._update_descendants(h.point, now, events)
         return events
 
-    def restore(self, states: dict[str, tuple[State, float, str]], now: float) -> None:
+    def restore(
+        self,
+        states: dict[str, tuple[State, float, str]],
+        now: float,
+        causes: Mapping[str, str] | None = None,
+    ) -> None:
         """Resume from saved states (point -> (state, since, reason)) without emitting events.
 
         A restored point counts as seen ``now``, so it turns ``unknown`` only if no
-        fresh result arrives within ``stale_after``.
+        fresh result arrives within ``stale_after``. ``causes`` (point -> cause) keeps an
+        incident's cause across the restart, so its recovery still names it.
         """
         s = self.inv.settings
         for pid, (state, since, reason) in states.items():
@@ -338,6 +344,8 @@ class HealthModel:
             self._set(h, state, since, reason)
             h.own_reason = reason
             h.last_seen = now
+            if causes is not None and pid in causes:
+                h.cause = causes[pid]
 
     def adopt(self, old: HealthModel) -> None:
         """Take over the state of every point that ``old`` also has (after a config reload)."""

@@ -72,7 +72,7 @@ class Monitor:
             retention=self.inv.settings.event_retention,
         )
         saved = await self.eventlog.last_states()
-        self.model.restore(saved, time.time())
+        self.model.restore(saved, time.time(), await self.eventlog.last_causes())
         if saved:
             log.info("resumed %d point states from %s", len(saved), self.state_db)
         self.events = EventStream(self.eventlog)

@@ -220,6 +220,13 @@ class EventLog:
 
     # --- reading ------------------------------------------------------------------------------
 
+    async def last_causes(self) -> dict[str, str]:
+        """Each point's last recorded cause (point -> the point where its trouble was)."""
+        rows = await self._call(
+            lambda: self.db.execute("SELECT point, cause FROM last_state").fetchall()
+        )
+        return {p: cause for p, cause in rows if cause}
+
     async def last_states(self) -> dict[str, tuple[State, float, str]]:
         """Each point's last recorded state: point -> (state, since, reason)."""
         rows = await self._call(

@@ -507,3 +507,23 @@ def test_a_media_only_profile_does_not_flap_to_unknown_between_runs() -> None:
         for t in range(1, 30):
             changes += [e.state for e in m.tick(at + t) if e.point == "d"]
     assert changes == [State.UP], changes
+
+
+def test_a_recovery_after_a_restart_names_the_cause_it_ends() -> None:
+    """A commune restored unreachable behind Ba Vì recovers with cause d, as before the restart."""
+    m = HealthModel(inventory(ROOMS), now=T0)
+    m.restore(
+        {
+            "d": (State.DOWN, T0 - 60, "2 failed cycles"),
+            "d.a": (State.UNREACHABLE, T0 - 59, "uplink d is down"),
+        },
+        T0,
+        {"d": "d", "d.a": "d"},
+    )
+    events: list[Event] = []
+    for step in (1, 2, 3):
+        at = T0 + 5 * step
+        events += m.ingest("d", [echoes(5, 5, at), r("sip", True, at)], at)
+        events += m.ingest("d.a", [echoes(5, 5, at), r("sip", True, at)], at)
+    recovery = [e for e in events if e.point == "d.a" and e.state is State.UP]
+    assert recovery and recovery[0].cause == "d"
