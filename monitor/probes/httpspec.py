@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from monitor.core.results import ProbeResult
 from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes.base import ProbeContext
-from monitor.probes.spec import ProbeSpec
+from monitor.probes.spec import ProbeSpec, timeout_deadline
 
 __all__ = ["SPEC", "HttpSettings", "probe", "settings_from_url"]
 
@@ -60,11 +60,6 @@ async def probe(target: str, settings: HttpSettings, ctx: ProbeContext) -> Probe
     return await http.probe(target, settings, ctx)
 
 
-def deadline(settings: HttpSettings) -> float:
-    """The probe's one deadline: ``settings.timeout``, from DNS to the last body byte."""
-    return settings.timeout
-
-
 def settings_from_url(target: str) -> tuple[str, dict[str, Any]]:
     """The host of an ``http://`` or ``https://`` URL and the settings it implies.
 
@@ -85,7 +80,7 @@ SPEC = ProbeSpec(
     name="http",
     settings=HttpSettings,
     probe=probe,
-    deadline=deadline,
+    deadline=timeout_deadline,
     measures=("rtt",),
     # time to first byte: connect, TLS and the request, several round trips
     rtt_is_round_trip=False,

@@ -84,7 +84,7 @@ from monitor.probes.net import (
     enable_receive_timestamps,
     resolve,
 )
-from monitor.probes.spec import ProbeSpec
+from monitor.probes.spec import ProbeSpec, timeout_deadline
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -658,16 +658,11 @@ async def probe(target: str, settings: SipSettings, ctx: ProbeContext) -> ProbeR
     )
 
 
-def deadline(settings: SipSettings) -> float:
-    """The probe's one deadline: ``settings.timeout``."""
-    return settings.timeout
-
-
 SPEC = ProbeSpec(
     name="sip",
     settings=SipSettings,
     probe=probe,
-    deadline=deadline,
+    deadline=timeout_deadline,
     measures=("rtt",),
     can_reach=True,
 )

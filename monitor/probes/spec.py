@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from monitor.core.results import ProbeResult
 from monitor.probes.base import ProbeContext
 
-__all__ = ["MEASURE_NAMES", "ProbeSpec"]
+__all__ = ["MEASURE_NAMES", "ProbeSpec", "timeout_deadline"]
 
 MEASURE_NAMES = ("rtt", "jitter", "loss", "mos")
 """The figures of a :class:`~monitor.core.results.ProbeResult` a probe may report, in this order."""
@@ -72,3 +72,9 @@ class ProbeSpec(Generic[S]):
     def own_period(self, settings: S) -> float | None:
         """Seconds between this probe's runs with these settings; None: every ``interval``."""
         return None if self.period is None else self.period(settings)
+
+
+def timeout_deadline(settings: Any) -> float:
+    """The deadline of a probe whose whole run is bounded by ``settings.timeout`` (tcp,
+    http from DNS to the last body byte, sip with its retransmissions inside it)."""
+    return float(settings.timeout)

@@ -30,7 +30,7 @@ from monitor.core.results import Phase, ProbeResult
 from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes.base import ProbeContext, now
 from monitor.probes.net import Address, describe_oserror, resolve
-from monitor.probes.spec import ProbeSpec
+from monitor.probes.spec import ProbeSpec, timeout_deadline
 
 __all__ = ["SPEC", "Address", "TcpSettings", "describe_oserror", "probe", "resolve"]
 
@@ -118,16 +118,11 @@ async def probe(target: str, settings: TcpSettings, ctx: ProbeContext) -> ProbeR
     )
 
 
-def deadline(settings: TcpSettings) -> float:
-    """The probe's one deadline: ``settings.timeout``."""
-    return settings.timeout
-
-
 SPEC = ProbeSpec(
     name="tcp",
     settings=TcpSettings,
     probe=probe,
-    deadline=deadline,
+    deadline=timeout_deadline,
     measures=("rtt",),
     can_reach=True,
 )
