@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from monitor.core.health import Event, State
 from monitor.errors import ConfmonError
 
-__all__ = ["EventLog", "Stage"]
+__all__ = ["EventLog", "LogBusy", "LogUnavailable", "Stage"]
 
 T = TypeVar("T")
 
@@ -72,6 +72,14 @@ _MIGRATIONS = (
 )
 
 _COLUMNS = "id, at, point, district, previous, state, reason, metrics, cause, name"
+
+
+class LogBusy(ConfmonError):
+    """Too many reads of the log are waiting: the API answers 503 with ``Retry-After``."""
+
+
+class LogUnavailable(ConfmonError):
+    """The log cannot be read or written now (corrupt, deleted, disk full): the API answers 503."""
 
 
 class EventLog:
