@@ -16,8 +16,14 @@ reason              what it means
 ``replayed``        a sequence number not above the last one accepted from that agent
 ``unknown_point``   a point the inventory does not have
 ``not_assigned``    a point that is not assigned to that agent
-``outdated``        not newer than the last result of that point and probe
+``outdated``        not newer than the last result of that point and probe (from that
+                    agent, for a point probed from two vantages)
 ==================  ==============================================================
+
+A point assigned to two agents (``replicas: 2``) is judged from two vantages:
+:class:`~monitor.core.vantage.Vantages` decides which of their results reach the
+health model (a failure only when every healthy vantage agrees). The others are
+*held*: counted in ``confmon_probes_total`` like every probe run, but not judged.
 
 An undecodable payload counts once (it has no results to count); a batch refused as
 a whole (``forged``, ``unknown_agent``, ``replayed``) counts each of its results.
@@ -44,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from monitor.core.results import ProbeResult, Rejected, ResultBatch, decode_batch
+from monitor.core.vantage import Vantages
 from monitor.inventory import Inventory
 from monitor.outputs.metrics import Telemetry
 
@@ -62,17 +69,28 @@ class IngestReport:
 
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: results of a replicated point that another vantage's results outweighed
+    held: int = 0
 
     @property
     def total(self) -> int:
-        return self.accepted + sum(self.rejected.values())
+        return self.accepted + self.held + sum(self.rejected.values())
 
 
 class Ingest:
     """Checks results and hands the good ones to ``sink`` (see the module docstring)."""
 
-    def __init__(self, inv: Inventory, sink: ResultSink, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        inv: Inventory,
+        sink: ResultSink,
+        telemetry: Telemetry,
+        vantages: Vantages | None = None,
+    ) -> None:
         self._sink = sink
+        self.vantages = vantages or Vantages(fresh=2 * inv.settings.interval)
+        #: point -> the agents assigned it, for the points assigned to more than one
+        self._peers: dict[str, tuple[str, ...]] = {}
         self._telemetry = telemetry
         self._points: Mapping[str, object] = inv.points
         self._targets = {p.id: p.host for p in inv.points.values()}
@@ -91,15 +109,27 @@ class Ingest:
         self._points = inv.points
         self._targets = {p.id: p.host for p in inv.points.values()}
         self._last_at = {k: v for k, v in self._last_at.items() if k[0] in inv.points}
+        self.vantages.fresh = 2 * inv.settings.interval
 
     def assign(self, agent: str, points: Iterable[str] | None) -> None:
         """Let ``agent`` report ``points`` (``None``: every point of the inventory)."""
         self._assigned[agent] = None if points is None else frozenset(points)
+        self._update_peers()
 
     def unassign(self, agent: str) -> None:
         """Refuse everything from ``agent`` from now on (its sequence is forgotten too)."""
         self._assigned.pop(agent, None)
         self._last_seq.pop(agent, None)
+        self.vantages.forget(agent)
+        self._update_peers()
+
+    def _update_peers(self) -> None:
+        holders: dict[str, list[str]] = {}
+        for agent, points in self._assigned.items():
+            for pid in points or ():
+                holders.setdefault(pid, []).append(agent)
+        self._peers = {p: tuple(sorted(a)) for p, a in holders.items() if len(a) > 1}
+        self.vantages.retain(self._peers)
 
     def agents(self) -> dict[str, frozenset[str] | None]:
         """The current assignment: agent -> its points (``None`` for all)."""
@@ -129,8 +159,9 @@ class Ingest:
         if last is not None and batch.seq <= last:
             return self._reject_all("replayed", len(batch.results))
         self._last_seq[batch.agent] = batch.seq
-        allowed = self._assigned[batch.agent]
-        points, last_at = self._points, self._last_at
+        agent = batch.agent
+        allowed = self._assigned[agent]
+        points, last_at, peers = self._points, self._last_at, self._peers
         report = IngestReport()
         rejected = report.rejected
         by_point: dict[str, list[ProbeResult]] = {}
@@ -141,12 +172,17 @@ class Ingest:
             if allowed is not None and pid not in allowed:
                 rejected["not_assigned"] += 1
                 continue
-            key = (pid, r.probe)
+            shared = peers.get(pid)
+            key = (pid, r.probe) if shared is None else (pid, f"{r.probe}@{agent}")
             previous = last_at.get(key)
             if previous is not None and r.at <= previous:
                 rejected["outdated"] += 1
                 continue
             last_at[key] = r.at if r.at < received_at else received_at
+            if shared is not None and not self.vantages.admit(agent, pid, r, shared):
+                report.held += 1
+                self._count(r)
+                continue
             by_point.setdefault(pid, []).append(r)
         counted = self._counted
         observe = self._telemetry.cycle_duration.observe
@@ -174,6 +210,12 @@ class Ingest:
         for reason, n in rejected.items():
             self._telemetry.rejected.labels(reason).inc(n)
         return report
+
+    def _count(self, r: ProbeResult) -> None:
+        inc = self._counted.get((r.probe, r.ok))
+        if inc is None:
+            inc = self._counter(r.probe, r.ok)
+        inc()
 
     def _counter(self, probe: str, ok: bool) -> Callable[[], None]:
         inc: Callable[[], None] = self._telemetry.probes.labels(
