@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,16 @@ def run_in_empty_netns(script: str, timeout: float = 30) -> list[str]:
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
+
+
+async def eventually(check: Callable[[], object], within: float, what: str) -> None:
+    """Poll the (plain, quick) ``check()`` every 50 ms until it is truthy; fail after ``within``
+    seconds saying ``what`` was awaited. Bounds are generous: the machine may be loaded."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within:g}s waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -14,6 +14,7 @@ __all__ = ["COMMANDS"]
 COMMANDS = (
     "check_config",
     "run",
+    "agent",
     "probe",
     "demo",
     "rollcall",

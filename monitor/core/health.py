@@ -76,6 +76,9 @@ class PointHealth:
     since: float = 0.0
     reason: str = "no result yet"  # of the visible state
     cause: str = ""  # the point where the trouble of the visible state is (see Event.cause)
+    #: why results stopped, when that is known (``agent:ID``: its agent is offline); the
+    #: cause of the ``unknown`` state until a fresh result arrives
+    gap: str = ""
     own_reason: str = "no result yet"  # of the point's own down/unknown state, kept apart
     fails: int = 0  # path: failed cycles in a row
     goods: int = 0  # path: good cycles in a row
@@ -210,6 +213,7 @@ class HealthModel:
         cycle = [r for r in results if r.probe in reach]
         if cycle:
             h.last_seen = seen
+            h.gap = ""
             self._judge_path(h, cycle, results, now)
         add, recovered = h.window.add, h.recovered_at
         for r in results:
@@ -286,6 +290,33 @@ class HealthModel:
                 errors = "; ".join(f"{r.probe}: {r.error or 'failed'}" for r in failing)
                 h.own_reason = f"host answers {answers}; {errors}"
 
+    def mark_gap(
+        self, point_ids: Iterable[str], reason: str, cause: str, now: float
+    ) -> list[Event]:
+        """The results of ``point_ids`` stopped for a known reason (their agent went offline):
+        they are ``unknown`` now, with ``reason`` and ``cause`` (``agent:ID``), instead of
+        after ``stale_after`` as "no fresh result". A fresh result ends the gap."""
+        events: list[Event] = []
+        for pid in point_ids:
+            h = self.points.get(pid)
+            if h is None:
+                continue
+            self._forget_path(h)
+            h.last_seen = None
+            h.own_reason = reason
+            h.gap = cause
+            self._update(h, now, events)
+            if h.point.children:
+                self._update_descendants(h.point, now, events)
+        return events
+
+    def _forget_path(self, h: PointHealth) -> None:
+        h.own = State.UNKNOWN
+        h.fails = h.goods = h.service_fails = h.service_goods = 0
+        h.quality_fails = h.quality_goods = 0
+        h.path_down = h.service_down = h.quality_bad = False
+        h.last_ok = None
+
     def tick(self, now: float) -> list[Event]:
         """Apply staleness and maintenance windows as of ``now``. Call about once a second."""
         events: list[Event] = []
@@ -296,11 +327,7 @@ class HealthModel:
             if (h.own is not State.UNKNOWN or waiting) and (
                 h.last_seen is None or h.last_seen < now - h.stale_for
             ):
-                h.own = State.UNKNOWN
-                h.fails = h.goods = h.service_fails = h.service_goods = 0
-                h.quality_fails = h.quality_goods = 0
-                h.path_down = h.service_down = h.quality_bad = False
-                h.last_ok = None
+                self._forget_path(h)
                 h.own_reason = f"no fresh result for {self.inv.settings.stale_after:g}s"
                 changed = True
             in_maint = h.point.id in active
@@ -500,6 +527,8 @@ class HealthModel:
         previous = h.state
         # a recovery names the cause of the trouble it ends, so both ends group together
         cause = self._cause(h, state) if state not in (State.UP, State.UNKNOWN) else h.cause
+        if state is State.UNKNOWN and h.gap:
+            cause = h.gap
         self._set(h, state, now, reason)
         h.cause = cause or h.point.id
         p = h.point

@@ -121,6 +121,7 @@ def parse_broker(
     url: str,
     *,
     username: str | None = None,
+    default_user: str | None = None,
     password_file: str | None = None,
     ca_file: str | None = None,
     cert_file: str | None = None,
@@ -129,8 +130,9 @@ def parse_broker(
 ) -> BrokerConfig:
     """A broker from ``mqtt[s]://[user@]host[:port]`` and the credential options.
 
-    The user name comes from the URL, ``username`` or ``CONFMON_MQTT_USERNAME``; the
-    password from ``password_file`` or ``CONFMON_MQTT_PASSWORD``. A password in the
+    The user name comes from the URL, ``username`` or ``CONFMON_MQTT_USERNAME``, else
+    ``default_user`` when there is a password; the password from ``password_file`` or
+    ``CONFMON_MQTT_PASSWORD``. A password in the
     URL is refused: it would be visible to every user of the machine in ``ps``.
     """
     env = dict(os.environ) if env is None else env

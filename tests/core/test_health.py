@@ -527,3 +527,20 @@ def test_a_recovery_after_a_restart_names_the_cause_it_ends() -> None:
         events += m.ingest("d.a", [echoes(5, 5, at), r("sip", True, at)], at)
     recovery = [e for e in events if e.point == "d.a" and e.state is State.UP]
     assert recovery and recovery[0].cause == "d"
+
+
+def test_a_lost_agent_is_a_gap_named_for_it_at_once_never_down() -> None:
+    """Its points go unknown now (not after stale_after), with the agent as the cause;
+    the first fresh result ends the gap and the recovery names the same cause."""
+    m = HealthModel(inventory(), now=T0)
+    for pid in ("d", "d.a", "d.b", "d.c"):
+        cycle(m, pid, True, T0)
+    events = m.mark_gap(["d", "d.a", "d.b", "d.c"], "agent west offline", "agent:west", T0 + 3)
+    assert {(e.point, e.state, e.cause) for e in events} == {
+        (p, State.UNKNOWN, "agent:west") for p in ("d", "d.a", "d.b", "d.c")
+    }
+    assert m.points["d.a"].reason == "agent west offline"
+    assert m.tick(T0 + 60) == [], "the gap is not announced again as staleness"
+    back = m.ingest("d", [r("icmp", True, T0 + 61)], T0 + 61)
+    assert [(e.point, e.state, e.cause) for e in back] == [("d", State.UP, "agent:west")]
+    assert m.points["d"].gap == ""

@@ -1,0 +1,328 @@
+"""``confmon agent``: probes its share of the points and publishes the results over MQTT.
+
+The agent is the local transport (the same scheduler and probes as ``confmon run``,
+on their own thread) with an MQTT connection instead of the health model:
+
+- **Its points** come from the server's retained assignment
+  (``confmon/v1/agents/{id}/assignment``, see :mod:`monitor.transport.assignment`),
+  applied without a restart when a new version arrives (unchanged points keep their
+  schedule), or from a local config (``-c FILE``), in which case it probes every
+  point of the file and the server accepts the ones it assigned to it.
+- **Results** leave in batches, one message per batch (QoS 1, at most
+  :data:`BATCH_RESULTS` results), gathered for :data:`LINGER` seconds so that a busy
+  agent sends a few large messages a second, not one per point. Each batch has a
+  sequence number one above the last; a batch whose acknowledgement was lost is sent
+  again with the *same* number, so the server drops the copy (``replayed``) instead
+  of counting it twice.
+- **Status**: ``online`` (retained) once connected; the broker publishes the last will
+  ``offline`` (retained) when the connection dies; a clean stop says ``offline`` itself.
+- **Broker unreachable**: probing goes on; results wait in the :class:`Outbox`, a
+  bounded buffer (``--buffer`` results; the oldest are dropped first and counted), and
+  are published on reconnect with their original times (the server's clock rule then
+  keeps them from making a point look fresh). Reconnects back off exponentially with
+  full jitter (:class:`~monitor.transport.mqtt.Backoff`). An outage is said once
+  when it starts and once when it ends, with what was buffered and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from monitor.core.results import ProbeResult, ResultBatch, encode_batch
+from monitor.errors import ConfmonError
+from monitor.inventory import Inventory
+from monitor.transport.assignment import AssignmentError, decode_assignment
+from monitor.transport.local import LocalTransport
+from monitor.transport.mqtt import Backoff, BrokerConfig, agent_topic
+
+__all__ = ["BATCH_RESULTS", "LINGER", "Agent", "AgentOptions", "Outbox"]
+
+log = logging.getLogger("confmon")
+
+#: most results in one message (about 120 bytes each on the wire)
+BATCH_RESULTS = 2000
+#: how long results gather before a batch leaves
+LINGER = 0.2
+#: how long one publish may wait for the broker's acknowledgement
+PUBLISH_TIMEOUT = 10.0
+#: keep-alive: a dead agent's last will is published within 1.5 x this
+KEEPALIVE = 15
+
+Pair = tuple[str, ProbeResult]
+
+
+class Outbox:
+    """Results waiting for the broker: at most ``limit``, the oldest dropped first."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the outbox needs room for at least one result")
+        self.limit = limit
+        self._items: deque[Pair] = deque()
+        self.dropped = 0
+        self.added = 0
+        self.ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, pairs: Sequence[Pair]) -> None:
+        self._items.extend(pairs)
+        self.added += len(pairs)
+        over = len(self._items) - self.limit
+        if over > 0:
+            for _ in range(over):
+                self._items.popleft()
+            self.dropped += over
+        if self._items:
+            self.ready.set()
+
+    def take(self, most: int) -> tuple[Pair, ...]:
+        n = min(most, len(self._items))
+        out = tuple(self._items.popleft() for _ in range(n))
+        if not self._items:
+            self.ready.clear()
+        return out
+
+
+@dataclass
+class AgentOptions:
+    """What ``confmon agent`` was asked to do."""
+
+    broker: BrokerConfig
+    agent: str
+    #: a local inventory instead of the server's assignment
+    inventory: Inventory | None = None
+    buffer: int = 100_000
+    #: probes left out of every inventory (``--no-icmp``)
+    disabled: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Pending:
+    seq: int
+    payload: bytes
+    count: int
+
+
+@dataclass
+class Agent:
+    """One agent process's state; :meth:`run` until :meth:`stop`."""
+
+    opts: AgentOptions
+    outbox: Outbox = field(init=False)
+    transport: LocalTransport | None = None
+    version: int | None = None
+    published: int = 0
+    connected: bool = False
+    _pending: _Pending | None = None
+    _seq: int = field(default_factory=lambda: int(time.time() * 1000))
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _outage_since: float | None = None
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(self.opts.buffer)
+
+    @property
+    def topic(self) -> str:
+        return agent_topic(self.opts.agent, "results")
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "assignment": self.version,
+            "points": len(self.transport.inv.points) if self.transport else 0,
+            "published": self.published,
+            "buffered": len(self.outbox) + (self._pending.count if self._pending else 0),
+            "dropped": self.outbox.dropped,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # --- probing --------------------------------------------------------------------------
+
+    def _deliver(self, batch: ResultBatch, received_at: float) -> object:
+        self.outbox.add(batch.results)
+        return None
+
+    async def _apply(self, inv: Inventory | None) -> None:
+        """Probe ``inv`` from now on (``None``: nothing)."""
+        if inv is not None and self.opts.disabled:
+            inv = inv.without_probes(self.opts.disabled)
+        if inv is None:
+            if self.transport is not None:
+                await self.transport.stop()
+                self.transport = None
+            return
+        if self.transport is None:
+            transport = LocalTransport(inv, self._deliver, agent=self.opts.agent)
+            await transport.start()
+            self.transport = transport
+        else:
+            await self.transport.update(inv)
+
+    # --- the broker -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Probe and publish until :meth:`stop`; reconnects by itself."""
+        if self.opts.inventory is not None:
+            await self._apply(self.opts.inventory)
+        backoff = Backoff()
+        cfg = self.opts.broker
+        try:
+            while not self._stop.is_set():
+                client = aiomqtt.Client(
+                    cfg.host,
+                    cfg.port,
+                    username=cfg.username,
+                    password=cfg.password,
+                    identifier=f"confmon-agent-{self.opts.agent}",
+                    will=aiomqtt.Will(
+                        agent_topic(self.opts.agent, "status"), b"offline", qos=1, retain=True
+                    ),
+                    tls_context=cfg.tls_context(),
+                    timeout=PUBLISH_TIMEOUT,
+                    keepalive=KEEPALIVE,
+                )
+                try:
+                    await self._session(client, backoff)
+                except aiomqtt.MqttError as exc:
+                    self._lost(str(exc))
+                if self._stop.is_set():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), backoff.next())
+        finally:
+            if self.transport is not None:
+                await self.transport.stop()
+
+    async def _session(self, client: aiomqtt.Client, backoff: Backoff) -> None:
+        async with client:
+            status = agent_topic(self.opts.agent, "status")
+            await client.publish(status, b"online", qos=1, retain=True)
+            if self.opts.inventory is None:
+                await client.subscribe(agent_topic(self.opts.agent, "assignment"), qos=1)
+            self.connected = True
+            self._found()
+            backoff.reset()
+            try:
+                await _first(self._publish_loop(client), self._read_loop(client), self._stop.wait())
+            finally:
+                self.connected = False
+            # a clean stop: stop probing (the transport hands over its last results), send
+            # what is buffered (bounded), then say offline ourselves, since the broker
+            # publishes the will only when a connection dies
+            if self.transport is not None:
+                await self.transport.stop()
+                self.transport = None
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await asyncio.wait_for(self._flush(client), PUBLISH_TIMEOUT)
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(status, b"offline", qos=1, retain=True, timeout=5.0)
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            if self._pending is None:
+                await self.outbox.ready.wait()
+                await asyncio.sleep(LINGER)
+            await self._publish_one(client)
+
+    async def _publish_one(self, client: aiomqtt.Client) -> None:
+        if self._pending is None:
+            pairs = self.outbox.take(BATCH_RESULTS)
+            if not pairs:
+                return
+            self._seq += 1
+            batch = ResultBatch(self.opts.agent, self._seq, time.time(), pairs)
+            self._pending = _Pending(self._seq, encode_batch(batch), len(pairs))
+        pending = self._pending
+        await client.publish(self.topic, pending.payload, qos=1, timeout=PUBLISH_TIMEOUT)
+        self._pending = None
+        self.published += pending.count
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        while self._pending is not None or len(self.outbox):
+            await self._publish_one(client)
+
+    async def _read_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                continue
+            try:
+                assignment = decode_assignment(bytes(payload), self.opts.agent)
+            except AssignmentError as exc:
+                log.error("%s; still probing assignment %s", exc, self.version)
+                continue
+            if self.version is not None and assignment.version <= self.version:
+                continue
+            try:
+                await self._apply(assignment.inventory)
+            except ConfmonError as exc:
+                log.error("cannot apply assignment %d: %s", assignment.version, exc)
+                continue
+            self.version = assignment.version
+            log.info("assignment %d: probing %d points", assignment.version, len(assignment.points))
+
+    def _lost(self, why: str) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning(
+                "broker %s unreachable (%s); probing goes on, results are buffered "
+                "(up to %d) and sent on reconnect",
+                self.opts.broker,
+                why,
+                self.opts.buffer,
+            )
+
+    def _found(self) -> None:
+        if self._outage_since is not None:
+            log.info(
+                "broker %s reachable again after %.0fs; sending %d buffered results "
+                "(%d dropped in all, the oldest first)",
+                self.opts.broker,
+                time.monotonic() - self._outage_since,
+                len(self.outbox),
+                self.outbox.dropped,
+            )
+            self._outage_since = None
+        else:
+            log.info("connected to broker %s as agent %s", self.opts.broker, self.opts.agent)
+
+
+async def _first(*coros: Coroutine[Any, Any, object]) -> None:
+    """Run ``coros`` until one ends; cancel the others; raise the error of the one that ended."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+
+
+def load_local(path: Path) -> Inventory:
+    """The agent's local inventory (``-c FILE``)."""
+    from monitor.inventory import load_inventory
+
+    return load_inventory(path)

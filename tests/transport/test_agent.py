@@ -1,0 +1,188 @@
+"""The agent against a real Mosquitto and the lab: batches, sequences, buffering, assignments."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from monitor.core.results import ResultBatch, decode_batch
+from monitor.inventory import Inventory, parse_inventory
+from monitor.lab import Lab
+from monitor.transport.agent import Agent, AgentOptions
+from monitor.transport.assignment import encode_assignment, subset_document
+from monitor.transport.mqtt import agent_topic, parse_broker
+from tests.commands.running import hanoi_lab
+from tests.helpers import eventually as until
+from tests.mosquitto import SERVER_USER, Broker
+
+HANOI = hanoi_lab("127.71.0.1", interval=1.0, stale_after=5.0)
+#: two districts of the lab: 30 points or so
+POINTS = [p.id for p in HANOI.points.values() if p.district in ("ba-vi", "son-tay")]
+
+
+def small(points: list[str]) -> Inventory:
+    doc = subset_document(HANOI, points)
+    assert doc is not None
+    return parse_inventory(json.dumps(doc), "small.yaml")
+
+
+class Collector:
+    """The server's side, reduced to collecting what agents publish."""
+
+    def __init__(self) -> None:
+        self.batches: list[ResultBatch] = []
+        self.status: dict[str, bytes] = {}
+
+    @property
+    def results(self) -> list[tuple[str, str, float]]:
+        return [(p, r.probe, r.at) for b in self.batches for p, r in b.results]
+
+    async def run(self, broker: Broker) -> None:
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, username=SERVER_USER, password=broker.users[SERVER_USER]
+        ) as client:
+            await client.subscribe("confmon/v1/agents/+/results", qos=1)
+            await client.subscribe("confmon/v1/agents/+/status", qos=1)
+            async for m in client.messages:
+                assert isinstance(m.payload, bytes)
+                if str(m.topic).endswith("/status"):
+                    self.status[str(m.topic).split("/")[3]] = m.payload
+                else:
+                    self.batches.append(decode_batch(m.payload))
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
+    with Broker(tmp_path / "broker", {"agent-a": "secret-a"}) as b:
+        yield b
+
+
+@pytest.fixture
+async def collector(broker: Broker) -> AsyncIterator[Collector]:
+    c = Collector()
+    task = asyncio.ensure_future(c.run(broker))
+    await asyncio.sleep(0.3)
+    yield c
+    task.cancel()
+    with pytest.raises((asyncio.CancelledError, aiomqtt.MqttError)):
+        await task
+
+
+def agent_for(broker: Broker, inv: Inventory | None, buffer: int = 100_000) -> Agent:
+    cfg = parse_broker(broker.url, username="agent-a", env={"CONFMON_MQTT_PASSWORD": "secret-a"})
+    return Agent(AgentOptions(broker=cfg, agent="agent-a", inventory=inv, buffer=buffer))
+
+
+async def test_results_leave_in_batches_with_increasing_sequences(
+    broker: Broker, collector: Collector
+) -> None:
+    inv = small(POINTS)
+    async with Lab(inv, seed=3):
+        agent = agent_for(broker, inv)
+        task = asyncio.ensure_future(agent.run())
+        try:
+            await until(
+                lambda: {p for p, _, _ in collector.results} >= set(POINTS), 30, "all points"
+            )
+            await until(lambda: collector.status.get("agent-a") == b"online", 10, "online")
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 30)
+    seqs = [b.seq for b in collector.batches]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert all(b.agent == "agent-a" for b in collector.batches)
+    assert len(collector.results) > 2 * len(collector.batches), "several points per message"
+    await until(lambda: collector.status.get("agent-a") == b"offline", 10, "offline said on stop")
+    assert agent.stats()["buffered"] == 0, "a clean stop sends what was buffered"
+
+
+async def test_broker_away_results_are_buffered_and_sent_with_their_own_times(
+    broker: Broker, collector: Collector, tmp_path: Path
+) -> None:
+    inv = small(POINTS)
+    async with Lab(inv, seed=3):
+        agent = agent_for(broker, inv)
+        task = asyncio.ensure_future(agent.run())
+        try:
+            await until(lambda: len(collector.results) > 0, 30, "first results")
+            broker.stop()
+            await until(lambda: not agent.connected, 30, "the agent notices")
+            await until(lambda: agent.stats()["buffered"] > 3 * len(POINTS), 60, "buffering")
+            during = agent.outbox.added
+            broker.start()
+            # the collector's own connection died with the broker: a new one
+            fresh = Collector()
+            sub = asyncio.ensure_future(fresh.run(broker))
+            await until(lambda: agent.connected, 60, "reconnect")
+            await until(lambda: agent.stats()["buffered"] == 0, 60, "buffer drained")
+            await until(lambda: agent.published >= during, 30, "everything probed is published")
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 30)
+        await asyncio.sleep(0.5)
+        sub.cancel()
+    got = collector.results + fresh.results
+    assert agent.outbox.dropped == 0
+    assert len(set(got)) >= during, "nothing probed during the outage was lost"
+    assert agent.published == agent.outbox.added
+
+
+async def test_a_full_buffer_drops_the_oldest_and_counts_them(broker: Broker) -> None:
+    inv = small(POINTS)
+    async with Lab(inv, seed=3):
+        broker.stop()
+        agent = agent_for(broker, inv, buffer=100)
+        task = asyncio.ensure_future(agent.run())
+        try:
+            await until(lambda: agent.outbox.dropped > 0, 60, "the buffer overflows")
+            assert len(agent.outbox) == 100
+            oldest = agent.outbox.take(1)[0][1].at
+            assert agent.outbox.added - agent.outbox.dropped - 1 <= 100
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 30)
+    assert oldest > 0
+
+
+async def test_the_assignment_decides_what_is_probed_and_changes_without_a_restart(
+    broker: Broker, collector: Collector
+) -> None:
+    inv = small(POINTS)
+    first, second = POINTS[:10], POINTS[10:14]
+    async with (
+        Lab(inv, seed=3),
+        aiomqtt.Client(
+            "127.0.0.1", broker.port, username=SERVER_USER, password=broker.users[SERVER_USER]
+        ) as server,
+    ):
+        topic = agent_topic("agent-a", "assignment")
+        await server.publish(
+            topic, encode_assignment("agent-a", 1, HANOI, first), qos=1, retain=True
+        )
+        agent = agent_for(broker, None)
+        task = asyncio.ensure_future(agent.run())
+        try:
+            await until(lambda: agent.version == 1, 30, "assignment 1 applied")
+            await until(lambda: {p for p, _, _ in collector.results} >= set(first), 30, "probing 1")
+            await server.publish(
+                topic, encode_assignment("agent-a", 2, HANOI, second), qos=1, retain=True
+            )
+            await until(lambda: agent.version == 2, 30, "assignment 2 applied")
+            mark = len(collector.batches)
+            await until(lambda: len(collector.batches) > mark + 3, 30, "batches under 2")
+            await asyncio.sleep(1.5)
+            late = {p for b in collector.batches[mark + 3 :] for p, _ in b.results}
+            assert late and late <= set(second), "only the new share is probed"
+            # an older version (a stale retained copy) and garbage change nothing
+            await server.publish(topic, encode_assignment("agent-a", 1, HANOI, first), qos=1)
+            await server.publish(topic, b"\x00garbage", qos=1)
+            await asyncio.sleep(1.0)
+            assert agent.version == 2
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 30)
