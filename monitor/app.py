@@ -3,16 +3,26 @@
 ``confmon run`` and ``confmon demo`` (and the coming ``server`` and ``agent``) differ
 only in options; everything that must happen the same way happens here, once:
 
-- **Start order**: the monitor core (event log, resumed states, event writer), then
-  the transport (probing; the ICMP permission check happens as it opens the engine),
-  then the HTTP API. **Stop order** is the reverse: the API (live streams told to
-  leave first, so a client does not hang on to a dying server), the transport
-  (probes in flight cancelled, buffered results handed over), then the core (every
-  queued event stored, the log closed).
+- **Start order**: the API's address is bound first (resolved within a few
+  seconds, not yet listening: a bad ``--listen`` fails before anything is opened
+  or probed), and the open-file limit raised to what the inventory needs (see
+  :mod:`monitor.limits`); then the monitor core (event log, resumed states,
+  event writer), then the transport (probing; the ICMP permission check happens
+  as it opens the engine), then the HTTP API starts serving on the bound socket.
+  So a client is never served by a half-started monitor, as before, and a bad
+  address costs nothing. **Stop order** is the reverse: the API (live streams
+  told to leave first, so a client does not hang on to a dying server), the
+  transport (probes in flight cancelled, buffered results handed over), then the
+  core (every queued event stored, the log closed). Each step runs whatever the
+  one before did; an error of the core's stop (events that could not be stored)
+  is raised last, after the rest has stopped, and is the process's one line.
 - **Signals**: SIGINT and SIGTERM stop; SIGHUP reloads. The handlers are installed
   before anything starts: a SIGTERM while start-up waits (a locked database, a slow
   resolver) stops at once, and a SIGHUP during start-up is remembered and applied
-  once the monitor runs (never a second scheduler).
+  once the monitor runs (never a second scheduler). Once stopping, further SIGINTs
+  and SIGTERMs (an impatient Ctrl-C Ctrl-C Ctrl-C) are said once and otherwise
+  ignored to the end of the process: the stop is bounded by its own timeouts, and
+  cutting it short would lose the events being stored.
 - **Reload** applies the difference (the scheduler keeps unchanged points' phase
   and probes in flight). The config is read on a daemon thread with a timeout: a
   FIFO or a hung mount costs that reload, not further reloads and not shutdown.
@@ -21,24 +31,24 @@ only in options; everything that must happen the same way happens here, once:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import signal
-import threading
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aiohttp import web
-
 from monitor.core.service import Monitor
 from monitor.errors import ConfmonError, IcmpNotPermitted
 from monitor.inventory import Inventory, load_inventory
+from monitor.limits import ensure_descriptors, open_descriptors
 from monitor.outputs.api import start_api
+from monitor.outputs.httpserver import DEFAULT_MAX_CONNECTIONS, ApiServer, bind
 from monitor.probes.base import ProbeContext
+from monitor.threads import bounded
 from monitor.transport.local import LOCAL_AGENT, LocalTransport, check_icmp, needs_icmp
 
 __all__ = ["App", "AppOptions", "open_app", "serve"]
@@ -64,6 +74,10 @@ class AppOptions:
     drop: Callable[[str], bool] | None = None
     #: probe locally (``run``, ``demo``); a server gets results from agents instead
     probe: bool = True
+    #: connections the API holds at once (fewer if the open-file limit is short)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: ``/metrics`` needs the token too
+    metrics_auth: bool = False
 
 
 @dataclass
@@ -73,10 +87,12 @@ class App:
     monitor: Monitor
     opts: AppOptions
     transport: LocalTransport | None = None
-    api: web.AppRunner | None = None
+    api: ApiServer | None = None
     notices: list[str] = field(default_factory=list)
     #: probes left out of every inventory this app runs (``--no-icmp``, or ICMP not permitted)
     disabled: frozenset[str] = frozenset()
+    #: descriptors the process held before serving and probing (for a reload's budget)
+    open_at_start: int = 0
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -112,9 +128,22 @@ class App:
                         "the running config is kept"
                     ) from None
             self.monitor.apply(new)
+            self._budget(new)
             message = f"reloaded {path}: {len(new.points)} points"
             log.info(message)
             return message
+
+    def _budget(self, inv: Inventory) -> None:
+        """Raise the open-file limit for a bigger inventory (and shrink the API's cap if the
+        hard limit is too low: probing keeps its share)."""
+        allowed = ensure_descriptors(
+            inv,
+            api_connections=self.opts.max_connections if self.opts.listen else 0,
+            probing=self.opts.probe,
+            open_now=self.open_at_start,
+        )
+        if self.api is not None:
+            self.api.max_connections = allowed
 
     async def _check_new_icmp(self, new: Inventory) -> Inventory:
         """A reload that brings ICMP in: the permission is checked now, as at start."""
@@ -132,17 +161,8 @@ class App:
 
 async def _read_config(path: Path, limit: float) -> Inventory:
     """``load_inventory`` on a daemon thread, bounded: a hung read is abandoned, not awaited."""
-    future: concurrent.futures.Future[Inventory] = concurrent.futures.Future()
-
-    def read() -> None:
-        try:
-            future.set_result(load_inventory(path))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=read, name="confmon-config-read", daemon=True).start()
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(future), limit)
+        return await bounded(lambda: load_inventory(path), limit, "confmon-config-read")
     except TimeoutError:
         raise ConfmonError(
             f"reading {path} took over {limit:g}s (a FIFO, a hung mount?); the running config is kept"
@@ -153,28 +173,72 @@ async def _read_config(path: Path, limit: float) -> Inventory:
 async def open_app(inv: Inventory, opts: AppOptions) -> AsyncIterator[App]:
     """Start the parts ``opts`` asks for (see the module docstring); stop them on exit."""
     disabled = frozenset({"icmp"}) if opts.icmp == "off" else frozenset()
-    monitor = Monitor(
-        inv.without_probes(disabled), state_db=opts.state_db, config_path=opts.config_path
-    )
-    app = App(monitor, opts, disabled=disabled)
+    sockets = await bind(*opts.listen) if opts.listen is not None else []
     try:
+        monitor = Monitor(
+            inv.without_probes(disabled), state_db=opts.state_db, config_path=opts.config_path
+        )
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    app = App(monitor, opts, disabled=disabled, open_at_start=open_descriptors())
+    try:
+        max_connections = ensure_descriptors(
+            monitor.inv,
+            api_connections=opts.max_connections if sockets else 0,
+            probing=opts.probe,
+            open_now=app.open_at_start,
+        )
         await monitor.start()
         if opts.probe:
             await _start_transport(app)
-        if opts.listen is not None:
-            host, port = opts.listen
+        if sockets:
             reload = app.reload if opts.config_path is not None else None
-            app.api = await start_api(monitor, host, port, opts.token, reload=reload)
+            app.api = await start_api(
+                monitor,
+                sockets,
+                opts.token,
+                reload=reload,
+                max_connections=max_connections,
+                metrics_auth=opts.metrics_auth,
+            )
         yield app
-    finally:
-        monitor.close_streams()  # SSE clients leave now, not after aiohttp's grace period
+    except BaseException as exc:
+        # the reason we stop goes first; an error of the stop itself is logged with it,
+        # except when stopping was asked (cancelled): then it is the one to report
         try:
-            if app.api is not None:
-                await app.api.cleanup()
-            if app.transport is not None:
-                await app.transport.stop()
-        finally:
-            await monitor.stop()
+            await _stop(app, sockets)
+        except ConfmonError as stop_error:
+            if isinstance(exc, Exception):
+                log.error("%s", stop_error)
+            else:
+                raise stop_error from None
+        raise
+    else:
+        await _stop(app, sockets)
+
+
+async def _stop(app: App, sockets: list[socket.socket]) -> None:
+    """Stop in order (see the module docstring); each step runs whatever the one before did.
+
+    Raises the core's :class:`ConfmonError` (events not stored) after everything stopped.
+    """
+    monitor = app.monitor
+    monitor.close_streams()  # SSE clients leave now, not after aiohttp's grace period
+    steps: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+    if app.api is not None:
+        steps.append(("the API", app.api.close))
+    if app.transport is not None:
+        steps.append(("probing", app.transport.stop))
+    for what, step in steps:
+        try:
+            await step()
+        except Exception as exc:  # a bug: said in one line; the rest must still stop
+            log.error("stopping %s failed: %s: %s", what, type(exc).__name__, exc)
+    for sock in sockets:  # bound but never served (start-up stopped before the API)
+        sock.close()
+    await monitor.stop()
 
 
 async def _start_transport(app: App) -> None:
@@ -210,12 +274,26 @@ async def serve(
     """Run a mode until SIGINT/SIGTERM, ``duration`` seconds, or ``main(app)`` returning.
 
     ``main`` is the mode's foreground work (the demo's dashboard); its exception, if any,
-    is raised after everything stopped in order. Returns the exit code (0).
+    is raised after everything stopped in order. Returns the exit code (0). ``serve`` is
+    the life of a process: once it has stopped, SIGINT, SIGTERM and SIGHUP stay ignored
+    until the process exits (see the module docstring).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    state: dict[str, App | bool] = {"reload": False}
+    state: dict[str, App | bool] = {"reload": False, "stopping": False, "said": False}
     reloads: set[asyncio.Task[None]] = set()
+
+    def on_stop(name: str) -> None:
+        if not state["stopping"]:
+            state["stopping"] = True
+            stop.set()
+        elif not state["said"]:
+            state["said"] = True
+            log.warning(
+                "already stopping (%s again): the stop finishes by itself within its timeouts, "
+                "storing every event; further signals are ignored",
+                name,
+            )
 
     def reload_now(app: App) -> None:
         async def go() -> None:
@@ -234,7 +312,7 @@ async def serve(
             state["reload"] = True  # start-up still running: reload once it is done
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop, sig.name)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         async with _until(stop, open_app(inv, opts)) as app:
@@ -255,6 +333,7 @@ async def serve(
                 await asyncio.wait(
                     [*waiters, *([fg] if fg else [])], return_when=asyncio.FIRST_COMPLETED
                 )
+                state["stopping"] = True
                 log.info("shutting down")
             finally:
                 for w in waiters:
@@ -271,6 +350,14 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if state["stopping"]:
+            # The process is on its way out. Python's own handlers (KeyboardInterrupt, or
+            # none at all once the interpreter finalises) would turn one more Ctrl-C into
+            # exit 130 or death by SIGINT, and SIGHUP's default ends the process: from here
+            # to the exit they are ignored (an ignored signal stays ignored through
+            # finalisation).
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
 
 
 @asynccontextmanager

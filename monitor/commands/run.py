@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from monitor.commands.argtypes import whole_number
 from monitor.commands.common import (
     Subparsers,
     add_logging_options,
+    api_token,
     parse_listen,
     suggest_no_icmp,
 )
+from monitor.errors import UsageError
+from monitor.outputs.httpserver import DEFAULT_MAX_CONNECTIONS
 
 if TYPE_CHECKING:
     from monitor.app import App
@@ -38,6 +42,8 @@ class RunOptions:
     state_db: Path | None = None
     token: str | None = None
     icmp: bool = True
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    metrics_auth: bool = False
 
 
 def default_state_db(config: Path) -> Path:
@@ -57,6 +63,8 @@ async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
         listen=opts.listen,
         token=opts.token,
         icmp="on" if opts.icmp else "off",
+        max_connections=opts.max_connections,
+        metrics_auth=opts.metrics_auth,
     )
 
     def started(app: App) -> None:
@@ -83,13 +91,20 @@ def _handle(args: argparse.Namespace) -> int:
     from monitor.inventory import load_inventory
     from monitor.logs import setup_logging
 
+    # the options first: a usage error costs nothing, not even reading the inventory
+    listen = parse_listen(args.listen)
+    token = api_token(args.api_token)
+    if args.metrics_auth and token is None:
+        raise UsageError("--metrics-auth needs a token (--api-token or CONFMON_API_TOKEN)")
     inv = load_inventory(args.config)
     opts = RunOptions(
         config=Path(args.config),
-        listen=parse_listen(args.listen),
+        listen=listen,
         state_db=Path(args.state_db) if args.state_db else None,
-        token=args.api_token or os.environ.get("CONFMON_API_TOKEN") or None,
+        token=token,
         icmp=not args.no_icmp,
+        max_connections=args.max_connections,
+        metrics_auth=args.metrics_auth,
     )
     setup_logging(args.log_format, args.log_level)
     return asyncio.run(run_monitor(inv, opts))
@@ -121,7 +136,21 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument(
         "--api-token",
         metavar="TOKEN",
-        help="require 'Authorization: Bearer TOKEN' on /api and /-/ (or set CONFMON_API_TOKEN)",
+        help="require 'Authorization: Bearer TOKEN' everywhere but /metrics, /healthz and "
+        "/readyz (or set CONFMON_API_TOKEN); printable ASCII, never empty",
+    )
+    p.add_argument(
+        "--metrics-auth",
+        action="store_true",
+        help="/metrics needs the token too (Prometheus: 'authorization: {credentials_file: ...}')",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=whole_number(8, 65536),
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="HTTP connections held at once; at the cap the oldest idle one makes room "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--no-icmp", action="store_true", help="do not run ICMP probes (no raw/ping socket needed)"

@@ -19,17 +19,30 @@ proper status code; unknown paths are 404; request bodies are capped at 64 KiB):
 - ``GET /healthz`` (process alive), ``GET /readyz`` (monitor started).
 - ``POST /-/reload``: re-read the config (like SIGHUP).
 
-With a bearer token configured, ``/api/*`` and ``/-/*`` need
-``Authorization: Bearer <token>``; ``/metrics`` and the health checks stay open
-(Prometheus and load balancers scrape them).
+With a bearer token configured, every path (``/api/*``, ``/-/*``, and unknown
+ones: no spelling of a path gets past the check) needs ``Authorization: Bearer
+<token>``, compared as bytes in constant time whatever the header holds;
+``/metrics`` and the health checks stay open (Prometheus and load balancers
+scrape them) unless ``metrics_auth`` puts ``/metrics`` behind the token too.
+
+Hostile input: a request body is read here, whatever its framing (length or
+chunked), up to 64 KiB and for at most ``body_timeout`` seconds (413 and 408 in
+JSON otherwise); at most ``max_streams`` SSE streams run at once (503 beyond);
+the event log being busy or unreadable is a JSON 503 (``Retry-After`` when busy);
+any other error in a handler is a JSON 500 and one log line, never a plain-text
+500 or a traceback. Connections, their timeouts and malformed requests are
+handled below, in :mod:`monitor.outputs.httpserver`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
+import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,14 +54,31 @@ from monitor.core.health import STATES, PointHealth
 from monitor.core.results import result_json
 from monitor.core.service import Monitor
 from monitor.errors import ConfigError, ConfmonError
+from monitor.outputs.eventlog import LogBusy, LogUnavailable
+from monitor.outputs.httpserver import (
+    DEFAULT_MAX_CONNECTIONS,
+    ApiServer,
+    RateLimitedLog,
+    Timeouts,
+)
 from monitor.outputs.metrics import CONTENT_TYPE
+from monitor.text import printable, quoted
 
-__all__ = ["MAX_BODY", "make_app", "start_api"]
+__all__ = ["BODY_TIMEOUT", "MAX_BODY", "make_app", "start_api"]
+
+log = logging.getLogger("confmon.api")
 
 MAX_BODY = 64 * 1024
+#: how long a request body may take to arrive
+BODY_TIMEOUT = 10.0
+#: seconds a client is asked to wait (``Retry-After``) when the event log is busy
+RETRY_AFTER = 2
 MONITOR: web.AppKey[Monitor] = web.AppKey("monitor", Monitor)
 Reload = Callable[[], Awaitable[str]]
 RELOAD: web.AppKey[Reload | None] = web.AppKey("reload")
+STREAMS: web.AppKey[_Streams] = web.AppKey("streams")
+ERRORS: web.AppKey[RateLimitedLog] = web.AppKey("errors", RateLimitedLog)
+BODY_WAIT: web.AppKey[float] = web.AppKey("body_timeout", float)
 #: events sent per page while a reconnecting client catches up from the event log
 REPLAY_PAGE = 500
 #: messages queued for one SSE client before it is caught up from the log instead
@@ -83,6 +113,22 @@ class _BadParam(Exception):
     pass
 
 
+class _BadBody(Exception):
+    """A request body refused: ``status`` and the message say why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Streams:
+    """How many SSE streams run, and how many may."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.live = 0
+
+
 def _param_float(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
@@ -90,9 +136,9 @@ def _param_float(request: web.Request, name: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise _BadParam(f"{name}: {raw!r} is not a number (Unix seconds)") from None
+        raise _BadParam(f"{name}: {quoted(raw)} is not a number (Unix seconds)") from None
     if not math.isfinite(value):
-        raise _BadParam(f"{name}: {raw!r} is not a finite number")
+        raise _BadParam(f"{name}: {quoted(raw)} is not a finite number")
     return value
 
 
@@ -103,7 +149,7 @@ def _param_int(request: web.Request, name: str, default: int, lo: int, hi: int) 
     try:
         value = int(raw)
     except ValueError:
-        raise _BadParam(f"{name}: {raw!r} is not a whole number") from None
+        raise _BadParam(f"{name}: {quoted(raw)} is not a whole number") from None
     if not lo <= value <= hi:
         raise _BadParam(f"{name}: {value} is out of range {lo}..{hi}")
     return value
@@ -112,7 +158,7 @@ def _param_int(request: web.Request, name: str, default: int, lo: int, hi: int) 
 def _param_state(request: web.Request) -> str | None:
     raw = request.query.get("state")
     if raw is not None and raw not in {s.value for s in STATES}:
-        raise _BadParam(f"state: {raw!r} is not one of {', '.join(s.value for s in STATES)}")
+        raise _BadParam(f"state: {quoted(raw)} is not one of {', '.join(s.value for s in STATES)}")
     return raw
 
 
@@ -136,32 +182,85 @@ def _point_json(h: PointHealth) -> dict[str, Any]:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # refuse big bodies up front, whether or not the handler would read them
-    if (request.content_length or 0) > MAX_BODY:
-        return _error(413, f"request body over {MAX_BODY} bytes")
+    """Every failure of a handler as a JSON answer; a bug as a JSON 500 and one log line."""
     try:
         return await handler(request)
     except _BadParam as exc:
         return _error(400, str(exc))
+    except _BadBody as exc:
+        resp = _error(exc.status, str(exc))
+        resp.force_close()  # what is left of the body is not read: this connection is done
+        return resp
+    except LogBusy as exc:
+        resp = _error(503, str(exc) or "the event log is busy; try again shortly")
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+        return resp
+    except LogUnavailable as exc:
+        return _error(503, str(exc) or "the event log cannot be read now")
     except web.HTTPException as exc:
         if exc.status == 404:
-            return _error(404, f"no such path {request.path!r}")
+            return _error(404, f"no such path {quoted(request.path)}")
         if exc.status == 405:
             allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ())))
-            resp = _json({"error": f"{request.method} is not allowed here; use {allowed}"}, 405)
+            resp = _error(
+                405, f"{printable(request.method, 20)} is not allowed here; use {allowed}"
+            )
             resp.headers["Allow"] = allowed
             return resp
         if exc.status >= 400 and exc.content_type != "application/json":
             return _error(exc.status, exc.reason)
         raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise  # the client went away (or the server is stopping): nothing to answer
+    except Exception as exc:
+        return _failed(request, exc)
 
 
-def _auth(token: str | None) -> Middleware:
+def _failed(request: web.Request, exc: Exception) -> web.Response:
+    """A handler's unexpected error: one (rate-limited) log line and a JSON 500, or a 503 for
+    a wait of ours that ran out."""
+    timed_out = isinstance(exc, TimeoutError)
+    request.app[ERRORS](
+        f"{'timed out' if timed_out else 'error'} answering {printable(request.method, 20)} "
+        f"{quoted(request.path)}: {type(exc).__name__}: {printable(str(exc), 200)}"
+    )
+    if request.writer.output_size > 0:
+        # a stream whose head is out: no other answer fits; close the connection
+        raise ConnectionResetError("the response has started") from None
+    if timed_out:
+        resp = _error(503, "the monitor is too busy to answer now; try again shortly")
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+        return resp
+    return _error(500, "internal error (logged)")
+
+
+def _header_bytes(value: str) -> bytes | None:
+    """A header value as the bytes that came on the wire (aiohttp decodes them as UTF-8 with
+    surrogate escapes), or None if it cannot be (then it matches no token)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return None
+
+
+#: paths open without the token: health checks for load balancers, metrics for scrapers
+_OPEN = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _auth(token: str | None, metrics: bool = False) -> Middleware:
+    """With a token, every path but the open ones needs it (unknown paths too: nothing is
+    reachable by a spelling the check did not foresee)."""
+    expected = token.encode("utf-8") if token else b""
+    open_paths = _OPEN - {"/metrics"} if metrics else _OPEN
+
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token and request.path.startswith(("/api/", "/-/")):
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        if token and request.path not in open_paths:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            raw = _header_bytes(given.strip())
+            # compared whatever the scheme: the time taken says nothing about the token
+            same = hmac.compare_digest(raw if raw is not None else b"", expected)
+            if not (same and raw is not None and scheme.lower() == "bearer"):
                 return web.Response(
                     text=json.dumps({"error": "missing or wrong bearer token"}),
                     status=401,
@@ -171,6 +270,31 @@ def _auth(token: str | None) -> Middleware:
         return await handler(request)
 
     return check
+
+
+@web.middleware
+async def _body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the whole request body, whatever its framing, before the handler runs: at most
+    :data:`MAX_BODY` bytes (413) within the app's body timeout (408). Handlers take no body;
+    reading it here is what makes the limit hold for chunked bodies too."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _BadBody(413, f"request body over {MAX_BODY} bytes")
+    if request.body_exists:
+        limit = request.app[BODY_WAIT]
+        size = 0
+        try:
+            async with asyncio.timeout(limit):
+                while chunk := await request.content.read(MAX_BODY + 1):
+                    size += len(chunk)
+                    if size > MAX_BODY:
+                        raise _BadBody(413, f"request body over {MAX_BODY} bytes")
+        except TimeoutError:
+            raise _BadBody(408, f"the request body did not arrive within {limit:g} s") from None
+        except (_BadBody, asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as exc:  # a malformed chunk: the parser's error
+            raise _BadBody(400, f"bad request body: {printable(str(exc), 200)}") from None
+    return await handler(request)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -189,7 +313,9 @@ async def points(request: web.Request) -> web.Response:
     level = request.query.get("level")
     state = _param_state(request)
     if district is not None and district not in m.model.district_counts:
-        raise _BadParam(f"district: {district!r} is not a district id (see /api/v1/districts)")
+        raise _BadParam(
+            f"district: {quoted(district)} is not a district id (see /api/v1/districts)"
+        )
     out = [
         _point_json(h)
         for h in m.model.points.values()
@@ -205,7 +331,7 @@ async def point(request: web.Request) -> web.Response:
     pid = request.match_info["id"]
     h = m.model.points.get(pid)
     if h is None:
-        return _error(404, f"no point {pid!r}")
+        return _error(404, f"no point {quoted(pid)}")
     data = _point_json(h)
     data["children"] = list(h.point.children)
     data["profile"] = h.point.profile
@@ -257,7 +383,7 @@ def _last_event_id(request: web.Request) -> int | None:
     if raw is None or not raw.strip():
         return None
     if not (raw.strip().isascii() and raw.strip().isdigit()) or len(raw.strip()) > 18:
-        raise _BadParam(f"Last-Event-ID: {raw[:40]!r} is not an event id")
+        raise _BadParam(f"Last-Event-ID: {quoted(raw, 40)} is not an event id")
     return int(raw)
 
 
@@ -266,6 +392,20 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if m.events is None:
         return _error(503, "the monitor is not started yet")
     last = _last_event_id(request)
+    streams = request.app[STREAMS]
+    if streams.live >= streams.limit:
+        resp = _error(503, f"{streams.limit} event streams are open already; try again later")
+        resp.headers["Retry-After"] = "10"
+        return resp
+    streams.live += 1
+    try:
+        return await _stream(request, m, last)
+    finally:
+        streams.live -= 1
+
+
+async def _stream(request: web.Request, m: Monitor, last: int | None) -> web.StreamResponse:
+    assert m.events is not None
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -287,6 +427,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
         await _follow(m, sub, resp, newest)
     except ConnectionResetError:
         pass  # the client went away
+    except (LogBusy, LogUnavailable, TimeoutError) as exc:
+        # the log cannot be read to catch this client up: it reconnects with Last-Event-ID
+        # (EventSource does by itself, after ``retry``) and is caught up then
+        message = str(exc) or "the event log cannot be read now"
+        with contextlib.suppress(ConnectionError):
+            await resp.write(b"retry: 5000\n" + _sse("error", {"type": "error", "error": message}))
     finally:
         m.unsubscribe(sub)
     return resp
@@ -359,12 +505,28 @@ async def reload_config(request: web.Request) -> web.Response:
 
 
 def make_app(
-    monitor: Monitor, token: str | None = None, reload: Reload | None = None
+    monitor: Monitor,
+    token: str | None = None,
+    reload: Reload | None = None,
+    *,
+    metrics_auth: bool = False,
+    max_streams: int = DEFAULT_MAX_CONNECTIONS // 4,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> web.Application:
-    """The aiohttp application serving ``monitor``; ``reload`` serves ``POST /-/reload``."""
-    app = web.Application(middlewares=[_errors, _auth(token)], client_max_size=MAX_BODY)
+    """The aiohttp application serving ``monitor``; ``reload`` serves ``POST /-/reload``.
+
+    ``metrics_auth`` puts ``/metrics`` behind the token too; ``max_streams`` bounds the SSE
+    streams open at once.
+    """
+    app = web.Application(
+        middlewares=[_errors, _auth(token, metrics_auth), _body], client_max_size=MAX_BODY
+    )
     app[MONITOR] = monitor
     app[RELOAD] = reload
+    app[STREAMS] = _Streams(max(1, max_streams))
+    app[ERRORS] = RateLimitedLog(log, logging.ERROR, "API errors")
+    app[BODY_WAIT] = body_timeout
+    app.on_cleanup.append(_close_errors)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/points", points)
@@ -378,21 +540,31 @@ def make_app(
     return app
 
 
+async def _close_errors(app: web.Application) -> None:
+    app[ERRORS].close()
+
+
 async def start_api(
     monitor: Monitor,
-    host: str,
-    port: int,
+    sockets: list[socket.socket],
     token: str | None = None,
     *,
     reload: Reload | None = None,
-) -> web.AppRunner:
-    """Serve the API; returns the runner (``await runner.cleanup()`` to stop)."""
-    runner = web.AppRunner(make_app(monitor, token, reload), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfmonError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    return runner
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    metrics_auth: bool = False,
+    timeouts: Timeouts | None = None,
+    body_timeout: float = BODY_TIMEOUT,
+) -> ApiServer:
+    """Serve the API on ``sockets`` (bound by :func:`monitor.outputs.httpserver.bind`);
+    ``await server.close()`` to stop. A quarter of ``max_connections`` may be SSE streams."""
+    app = make_app(
+        monitor,
+        token,
+        reload,
+        metrics_auth=metrics_auth,
+        max_streams=max_connections // 4,
+        body_timeout=body_timeout,
+    )
+    server = ApiServer(app, sockets, max_connections=max_connections, timeouts=timeouts)
+    await server.start()
+    return server

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -92,8 +92,10 @@ async def start_run(
     *args: str,
     state_db: Path | None = None,
     name: str = "run",
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Running:
-    """Start ``confmon run`` on ``inv`` (written to tmp_path), JSON logs to a file."""
+    """Start ``confmon run`` on ``inv`` (written to tmp_path), JSON logs to a file;
+    ``preexec_fn`` runs in the child before it starts (e.g. to lower its limits)."""
     config = tmp_path / "lab-hanoi.yaml"
     if not config.exists():
         config.write_text(to_yaml(inv), encoding="utf-8")
@@ -119,6 +121,7 @@ async def start_run(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
+            preexec_fn=preexec_fn,
         )
     return Running(proc, f"http://127.0.0.1:{port}", config, db, log_path, aiohttp.ClientSession())
 
