@@ -22,9 +22,11 @@ from monitor.core.events import EventStream, LiveSubscription
 from monitor.core.health import Event, HealthModel
 from monitor.core.ingest import Ingest
 from monitor.core.results import ProbeResult
+from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
-from monitor.outputs.eventlog import EventLog
+from monitor.outputs.eventlog import EventLog, LogUnavailable
 from monitor.outputs.metrics import PointMetricsWriter, Telemetry
+from monitor.text import printable
 
 __all__ = ["Monitor"]
 
@@ -61,6 +63,7 @@ class Monitor:
         self.scheduler_stats: Callable[[], dict[str, Any] | None] = lambda: None
         self._ticker_task: asyncio.Task[None] | None = None
         self._overruns_seen = 0
+        self._stopped = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -75,17 +78,35 @@ class Monitor:
         self.model.restore(saved, time.time(), await self.eventlog.last_causes())
         if saved:
             log.info("resumed %d point states from %s", len(saved), self.state_db)
-        self.events = EventStream(self.eventlog)
+        self.events = EventStream(self.eventlog, on_crash=self._writer_crashed)
         self.events.start()
         self._ticker_task = asyncio.get_running_loop().create_task(
             self._ticker(), name="confmon-tick"
         )
+        self._ticker_task.add_done_callback(self._ticker_stopped)
         self.ready = True
 
     def not_ready(self, why: str) -> None:
         """Something this monitor depends on has stopped (the probing thread): /readyz says 503
         from now on, so a supervisor or load balancer sees it, and the log says why."""
         log.error("not ready any more: %s", why)
+        self.ready = False
+
+    def _ticker_stopped(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error(
+            "the ticker stopped (a bug: %s: %s): no staleness checks or summaries any more; "
+            "not ready",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        self.ready = False
+
+    def _writer_crashed(self, why: str) -> None:
+        # the stream has said it (with the traceback); /readyz says 503 from now on
         self.ready = False
 
     def close_streams(self) -> None:
@@ -97,29 +118,42 @@ class Monitor:
         """Stop the ticker, store every queued event, close the log. Safe to call twice.
 
         Whatever failed in the background, the final flush and the closing still run.
+        Then, if some state changes of this run are not in the event log at its path
+        (not stored: disk full, backlog over its cap, a crashed writer; or the file
+        deleted and not re-created), raises :class:`ConfmonError` with one line saying
+        how many and why, e.g. ``12 state changes could not be stored in /var/lib/confmon/
+        hanoi.sqlite3 (disk full)``: the command line prints it and exits 1.
         """
         self.ready = False
         self.close_streams()
         task, self._ticker_task = self._ticker_task, None
+        problems: list[str] = []
+        first, self._stopped = not self._stopped, True
         try:
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # a crash of it was said by its done-callback
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=10.0)
         finally:
             try:
-                if self.events is not None:
-                    lost = await self.events.close()
-                    if lost:
-                        log.error(
-                            "%d state changes could not be written to %s and are lost",
-                            lost,
-                            self.state_db,
+                if self.events is not None and first:
+                    events = self.events
+                    unstored = await events.close() + events.dropped
+                    if unstored:
+                        why = events.crashed or events.error or "the event log could not be written"
+                        problems.append(
+                            f"{unstored} state changes could not be stored in "
+                            f"{printable(self.state_db, 200)} ({why})"
                         )
             finally:
                 if self.eventlog is not None:
-                    await self.eventlog.close()
-                    self.eventlog = None
+                    eventlog, self.eventlog = self.eventlog, None
+                    await eventlog.close()
+                    if eventlog.unsaved:
+                        problems.append(eventlog.unsaved)
+        if problems and first:
+            raise ConfmonError("; ".join(problems))
 
     # --- results in (through self.ingest) -------------------------------------------------
 
@@ -127,6 +161,11 @@ class Monitor:
         self, point_id: str, results: list[ProbeResult], taken: float, received: float
     ) -> None:
         self._publish(self.model.ingest(point_id, results, received, taken))
+
+    def publish(self, events: list[Event]) -> None:
+        """Count, log and stream state changes the health model returned outside ingest
+        (a transport marking a monitoring gap: :meth:`HealthModel.mark_gap`)."""
+        self._publish(events)
 
     def _publish(self, events: list[Event]) -> None:
         if not events:
@@ -159,7 +198,9 @@ class Monitor:
                 last_prune = now
                 try:
                     await self.eventlog.prune(now)
-                except Exception:  # a locked or full database must not stop staleness checks
+                except LogUnavailable as exc:  # a locked or full disk must not stop the ticks
+                    log.warning("pruning the event log failed (%s); will try again in an hour", exc)
+                except Exception:  # a bug: said, and the ticks go on
                     log.exception("pruning the event log failed; will try again in an hour")
 
     def _count_overruns(self) -> None:
@@ -189,7 +230,20 @@ class Monitor:
             "started_at": self.started_at,
             **self.model.summary(),
             "scheduler": self.scheduler_stats(),
+            "event_log": self._event_log_status(),
         }
+
+    def _event_log_status(self) -> dict[str, Any] | None:
+        """Whether state changes are being stored (see :meth:`EventStream.status`); a log
+        file deleted or replaced and not re-created is not ok either."""
+        if self.events is None:
+            return None
+        status = self.events.status()
+        trouble = self.eventlog.trouble if self.eventlog is not None else None
+        if trouble is not None and status["ok"]:
+            status["ok"] = False
+            status["error"] = f"the event log file was {trouble} while running"
+        return status
 
     # --- a new inventory ------------------------------------------------------------------
 
