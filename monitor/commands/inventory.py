@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from monitor.commands.common import Parser, Subparsers, write_output
+from monitor.text import printable
 
 __all__ = ["add_parser"]
 
@@ -16,10 +17,11 @@ def _import(args: argparse.Namespace) -> int:
     from monitor.inventory.writer import to_yaml
 
     inv = import_csv(args.file, base=args.base)
-    header = f"# Imported from {Path(args.file).name} by confmon inventory import.\n"
+    # printable: a file name with a line break in it must not add lines to the YAML
+    header = f"# Imported from {printable(Path(args.file).name)} by confmon inventory import.\n"
     write_output(to_yaml(inv, header), args.output, args.force)
     if args.output not in (None, "-"):
-        print(f"wrote {args.output}: {len(inv.points)} points", file=sys.stderr)
+        print(f"wrote {printable(args.output)}: {len(inv.points)} points", file=sys.stderr)
     return 0
 
 
@@ -63,7 +65,11 @@ def add_parser(sub: Subparsers) -> None:
     p = inv_sub.add_parser(
         "export",
         help="YAML -> CSV",
-        description="Write an inventory's points as the CSV that 'inventory import' reads.",
+        description=(
+            "Write an inventory's points as the CSV that 'inventory import' reads. A cell that "
+            "a spreadsheet would take for a formula (starting with = + - @) gets a ' in front; "
+            "the import takes it off again."
+        ),
     )
     p.add_argument("file", metavar="FILE.yaml")
     p.add_argument("-o", "--output", metavar="FILE.csv", help="write here instead of stdout")

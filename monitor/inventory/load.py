@@ -8,12 +8,16 @@ and field, and all of them are raised together as one
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.inventory.model import (
     PROBE_TYPES,
+    AgentsSettings,
     InventorySpec,
     MaintenanceWindow,
     MonitorSettings,
@@ -24,9 +28,13 @@ from monitor.inventory.model import (
 from monitor.inventory.source import Loc, Source, load_yaml, parse_yaml
 from monitor.inventory.units import format_duration
 from monitor.inventory.validate import did_you_mean, validate
+from monitor.probes.base import TICK
+from monitor.probes.registry import SEPARATE, deadline_of
+from monitor.text import has_control, printable, quoted
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "MAX_LEVELS",
     "Inventory",
     "Point",
     "from_source",
@@ -64,6 +72,7 @@ class Inventory:
     points: dict[str, Point]
     roots: tuple[str, ...] = field(default=())
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    agents: AgentsSettings = field(default_factory=AgentsSettings)
 
     def profile_of(self, point: Point | str) -> Profile:
         """The probe profile of a point."""
@@ -105,8 +114,117 @@ class Inventory:
         return out
 
 
+#: levels of the tree of points (top-level points are level 1); a council's plan has 3 or 4
+MAX_LEVELS = 32
+
+
+def _control_issues(source: Source) -> list[ConfigIssue]:
+    """Every text in the file (keys too) holding a control character.
+
+    Names, ids and keys reach terminals, snapshots, errors and ``/metrics``: an
+    ESC there can clear the operator's screen and a CR breaks the exposition.
+    The data is walked with an explicit stack, so no depth makes it recurse.
+    """
+    issues: list[ConfigIssue] = []
+    stack: list[tuple[Loc, Any]] = [((), source.data)]
+    while stack and len(issues) < 100:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            if has_control(value):
+                issues.append(source.issue(loc, _control_message(value)))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and has_control(key):
+                    issues.append(source.issue(loc, f"key {_control_message(key)}"))
+                    continue
+                stack.append(((*loc, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*loc, i), item) for i, item in enumerate(value))
+    return issues
+
+
+def _control_message(text: str) -> str:
+    if "\n" in text or "\r" in text:
+        return f"{quoted(text)} holds a line break: write it on one line"
+    return (
+        f"{quoted(text)} holds a control character: remove it (text here is shown on "
+        "terminals and in /metrics)"
+    )
+
+
+_NO_PROFILES = "none; add a 'profiles:' section"
+
+
+class _Hints:
+    """``did you mean`` for the first few mistakes only: each one compares a word with every
+    id, and a sheet of 10,000 rows with a wrong parent each must not take minutes."""
+
+    def __init__(self, limit: int = 20) -> None:
+        self.left = limit
+
+    def __call__(self, word: str, choices: list[str]) -> str:
+        if self.left <= 0:
+            return ""
+        self.left -= 1
+        return did_you_mean(word, choices)
+
+
+def _reference_issues(source: Source, hints: _Hints) -> list[ConfigIssue]:
+    """Unknown profiles and parents, read from the raw data when the schema already failed,
+    so that one run lists them with the other mistakes (a row of a sheet with a bad host
+    and a misspelt profile gets both)."""
+    data = source.data
+    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+        return []
+    profiles = data.get("profiles")
+    names = [k for k in profiles if isinstance(k, str)] if isinstance(profiles, dict) else None
+    found: list[tuple[Loc, dict[str, Any]]] = []
+    stack: list[tuple[Loc, Any]] = [(("points",), data["points"])]
+    while stack:
+        loc, items = stack.pop()
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                found.append(((*loc, i), item))
+                stack.append(((*loc, i, "points"), item.get("points")))
+    ids = [item["id"] for _, item in found if isinstance(item.get("id"), str)]
+    known = set(ids)
+    issues = []
+    listed = ", ".join(printable(d, 40) for d in (names or [])[:20]) or _NO_PROFILES
+    for loc, item in found:
+        profile, parent = item.get("profile"), item.get("parent")
+        if names is not None and isinstance(profile, str) and profile not in names:
+            issues.append(source.issue((*loc, "profile"), _unknown_profile(profile, names, hints)))
+        if isinstance(parent, str) and parent not in known:
+            issues.append(source.issue((*loc, "parent"), _unknown_parent(parent, ids, hints)))
+        if len(loc) == 2 and profile is None and parent is None:  # top level, nothing to inherit
+            issues.append(
+                source.issue(loc, f"no profile: set 'profile' on this point (defined: {listed})")
+            )
+    return issues
+
+
+def _unknown_profile(name: str, defined: list[str], hints: _Hints) -> str:
+    listed = ", ".join(printable(d, 40) for d in defined[:20]) or _NO_PROFILES
+    more = f" and {len(defined) - 20} more" if len(defined) > 20 else ""
+    return f"unknown profile {quoted(name)}{hints(name, defined)}; defined: {listed}{more}"
+
+
+def _unknown_parent(ref: str, ids: list[str], hints: _Hints) -> str:
+    return f"parent {quoted(ref)} is not the id of any point{hints(ref, ids)}"
+
+
 def _spec(source: Source) -> InventorySpec:
-    return validate(source, InventorySpec, "a mapping with 'points:' at the top")
+    issues = _control_issues(source)
+    if issues:
+        raise ConfigError(issues)
+    try:
+        return validate(source, InventorySpec, "a mapping with 'points:' at the top")
+    except ConfigError as exc:
+        said = {(i.line, i.field) for i in exc.issues}
+        more = [i for i in _reference_issues(source, _Hints()) if (i.line, i.field) not in said]
+        raise ConfigError([*exc.issues, *more]) from None
 
 
 # --- whole-tree rules ------------------------------------------------------------------------
@@ -120,24 +238,161 @@ class _Flat:
     parent_loc: Loc | None  # where the parent reference is written (for error lines)
 
 
-def _flatten(specs: list[PointSpec], loc: Loc, parent: str | None, out: list[_Flat]) -> None:
-    for i, spec in enumerate(specs):
-        here = (*loc, i)
+def _flatten(specs: list[PointSpec], loc: Loc) -> list[_Flat]:
+    """Every point written, in file order (depth-first), with the parent it is nested under."""
+    out: list[_Flat] = []
+    stack: list[tuple[Iterator[tuple[int, PointSpec]], Loc, str | None]] = [
+        (iter(enumerate(specs)), loc, None)
+    ]
+    while stack:
+        items, base, parent = stack[-1]
+        step = next(items, None)
+        if step is None:
+            stack.pop()
+            continue
+        i, spec = step
+        here = (*base, i)
         out.append(_Flat(spec, here, parent, None))
-        _flatten(spec.points, (*here, "points"), spec.id, out)
+        if spec.points:
+            stack.append((iter(enumerate(spec.points)), (*here, "points"), spec.id))
+    return out
+
+
+def _timing_issues(spec: InventorySpec, source: Source) -> list[ConfigIssue]:
+    """Settings under which a point would flap, or which the probes cannot keep apart.
+
+    A point is ``unknown`` when its newest result was *taken* (started) more than
+    ``stale_after`` ago. A failing probe runs to its deadline ``D``; the scheduler skips
+    the slots that fall while a cycle still runs, so a failing point's cycles start
+    ``P = interval * (floor(D / interval) + 1)`` apart and a result can arrive up to
+    ``P + D`` after the one before was taken. That must stay below ``stale_after``
+    (for media, which runs every ``every`` on its own, below ``every + stale_after``:
+    how long health counts a media result).
+    """
+    issues: list[ConfigIssue] = []
+    settings = spec.monitor
+    interval, stale = settings.interval, settings.stale_after
+
+    def fd(seconds: float) -> str:  # 30.08s reads better than format_duration's 30080ms
+        return f"{round(seconds, 3):g}s" if seconds >= 1 else format_duration(seconds)
+
+    if stale <= interval:
+        return [
+            source.issue(
+                ("monitor", "stale_after"),
+                f"{fd(stale)} must be longer than monitor.interval ({fd(interval)}), or every "
+                "point would flap to unknown",
+            )
+        ]
+    for name, profile in spec.profiles.items():
+        cycle = [p for p in profile.probes() if p not in SEPARATE]
+        if cycle:
+            slowest, worst = max((deadline_of(p, getattr(profile, p)), p) for p in cycle)
+            gap = interval * (math.floor(slowest / interval) + 1) + slowest
+            if gap >= stale:
+                issues.append(
+                    source.issue(
+                        ("profiles", name, worst, "timeout"),
+                        f"a failing {worst} probe takes up to {fd(slowest)}, so at monitor.interval"
+                        f" {fd(interval)} a point's results can come {fd(gap)} apart, not less than"
+                        f" monitor.stale_after ({fd(stale)}): the point would flap to unknown;"
+                        f" shorten the timeout or make stale_after longer than {fd(gap)}",
+                    )
+                )
+        media = profile.media
+        if media is not None:
+            if media.every < TICK:
+                issues.append(
+                    source.issue(
+                        ("profiles", name, "media", "every"),
+                        f"{fd(media.every)} is shorter than the scheduler's {fd(TICK)} grid:"
+                        f" write at least {fd(TICK)} (30s is usual)",
+                    )
+                )
+            else:
+                slowest = deadline_of("media", media)
+                gap = media.every * (math.floor(slowest / media.every) + 1) + slowest
+                if gap >= media.every + stale:
+                    issues.append(
+                        source.issue(
+                            ("profiles", name, "media", "timeout"),
+                            f"a media run takes up to {fd(slowest)} (packets x pacing + timeout),"
+                            f" so at every {fd(media.every)} its results can come {fd(gap)} apart,"
+                            f" more than every + monitor.stale_after ({fd(media.every + stale)})"
+                            " that a media result counts: send fewer packets, shorten the"
+                            " timeout or make every or stale_after longer",
+                        )
+                    )
+            sip = profile.sip
+            if sip is not None and sip.transport == "udp" and sip.port == media.port:
+                issues.append(
+                    source.issue(
+                        ("profiles", name, "media", "port"),
+                        f"media and sip both use UDP port {media.port}: an echo reflector there"
+                        " would answer the SIP probe with its own request; give the media"
+                        " reflector its own port (7078 is usual)",
+                    )
+                )
+    return issues
+
+
+def _depths(by_id: dict[str, _Flat], source: Source, issues: list[ConfigIssue]) -> dict[str, int]:
+    """Each point's depth below its top-level ancestor, in time linear in the points.
+
+    Parent cycles are reported once each (at their first point in file order), and
+    a point deeper than :data:`MAX_LEVELS` once per branch; points on or below a cycle
+    get no depth.
+    """
+    depth: dict[str, int] = {}
+    broken: set[str] = set()  # on a cycle, or below one
+    for start in by_id:
+        if start in depth or start in broken:
+            continue
+        path: list[str] = []
+        on_path: set[str] = set()
+        cur: str | None = start
+        while cur is not None and cur not in depth and cur not in broken and cur not in on_path:
+            path.append(cur)
+            on_path.add(cur)
+            cur = by_id[cur].parent
+        if cur is not None and cur in on_path:
+            cycle = path[path.index(cur) :]
+            first = min(cycle, key=lambda pid: by_id[pid].loc)
+            at = cycle.index(first)
+            ring = cycle[at:] + cycle[:at]
+            shown = [*ring, first]
+            if len(shown) > 12:
+                shown = [*ring[:5], f"... ({len(ring) - 8} more)", *ring[-3:], first]
+            item = by_id[first]
+            issues.append(
+                source.issue(
+                    item.parent_loc or item.loc,
+                    f"parent chain forms a cycle: {' -> '.join(shown)}",
+                )
+            )
+            broken.update(path)
+            continue
+        if cur is not None and cur in broken:
+            broken.update(path)
+            continue
+        level = -1 if cur is None else depth[cur]
+        for pid in reversed(path):
+            level += 1
+            depth[pid] = level
+            if level == MAX_LEVELS:
+                item = by_id[pid]
+                issues.append(
+                    source.issue(
+                        item.parent_loc or item.loc,
+                        f"points nest more than {MAX_LEVELS} levels deep here (this point is"
+                        f" {level + 1} levels down): check the parent chain",
+                    )
+                )
+    return depth
 
 
 def _resolve(spec: InventorySpec, source: Source) -> Inventory:
-    issues: list[ConfigIssue] = []
-    settings = spec.monitor
-    if settings.stale_after <= settings.interval:
-        issues.append(
-            source.issue(
-                ("monitor", "stale_after"),
-                f"{format_duration(settings.stale_after)} must be longer than monitor.interval "
-                f"({format_duration(settings.interval)}), or every point would flap to unknown",
-            )
-        )
+    issues = _timing_issues(spec, source)
     for name, profile in spec.profiles.items():
         if not profile.probes():
             issues.append(
@@ -146,9 +401,10 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
                     f"profile runs no probe: add {', '.join(PROBE_TYPES[:-1])} or {PROBE_TYPES[-1]}",
                 )
             )
+    defined = list(spec.profiles)
+    hints = _Hints()
 
-    flat: list[_Flat] = []
-    _flatten(spec.points, ("points",), None, flat)
+    flat = _flatten(spec.points, ("points",))
     by_id: dict[str, _Flat] = {}
     for item in flat:
         first = by_id.get(item.spec.id)
@@ -156,13 +412,21 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
             issues.append(
                 source.issue(
                     (*item.loc, "id"),
-                    f"duplicate id {item.spec.id!r} (first used on line {source.line_of((*first.loc, 'id'))})",
+                    f"duplicate id {quoted(item.spec.id)} (first used on line"
+                    f" {source.line_of((*first.loc, 'id'))})",
                 )
             )
             continue
         by_id[item.spec.id] = item
+        if item.spec.profile is not None and item.spec.profile not in spec.profiles:
+            issues.append(
+                source.issue(
+                    (*item.loc, "profile"), _unknown_profile(item.spec.profile, defined, hints)
+                )
+            )
 
     # explicit `parent:` references (flat form), checked against nesting
+    ids = list(by_id)
     for item in by_id.values():
         ref = item.spec.parent
         if ref is None:
@@ -170,15 +434,13 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
         ref_loc = (*item.loc, "parent")
         if item.parent is not None and ref != item.parent:
             issues.append(
-                source.issue(ref_loc, f"parent {ref!r} contradicts nesting under {item.parent!r}")
-            )
-        elif ref not in by_id:
-            issues.append(
                 source.issue(
                     ref_loc,
-                    f"parent {ref!r} is not the id of any point{did_you_mean(ref, list(by_id))}",
+                    f"parent {quoted(ref)} contradicts nesting under {quoted(item.parent)}",
                 )
             )
+        elif ref not in by_id:
+            issues.append(source.issue(ref_loc, _unknown_parent(ref, ids, hints)))
         elif ref == item.spec.id:
             issues.append(source.issue(ref_loc, "a point cannot be its own parent"))
         else:
@@ -191,26 +453,29 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
                 issues.append(
                     source.issue(
                         ("maintenance", i, "points", j),
-                        f"{pid!r} is not the id of any point{did_you_mean(pid, list(by_id))}",
+                        f"{quoted(pid)} is not the id of any point{hints(pid, ids)}",
                     )
                 )
 
-    # cycles, reported once per cycle at its first point in file order
-    reported: set[str] = set()
-    for item in by_id.values():
-        chain = [item.spec.id]
-        cur = item.parent
-        while cur is not None and cur in by_id and cur not in chain:
-            chain.append(cur)
-            cur = by_id[cur].parent
-        if cur is not None and cur in chain:
-            cycle = chain[chain.index(cur) :]
-            if not reported.intersection(cycle):
-                reported.update(cycle)
-                text = " -> ".join([*cycle, cur])
+    for agent, districts in spec.agents.districts.items():
+        for j, pid in enumerate(districts):
+            if pid not in by_id:
                 issues.append(
-                    source.issue(item.parent_loc or item.loc, f"parent chain forms a cycle: {text}")
+                    source.issue(
+                        ("agents", "districts", agent, j),
+                        f"{quoted(pid)} is not the id of any point{hints(pid, ids)}",
+                    )
                 )
+            elif by_id[pid].parent is not None:
+                issues.append(
+                    source.issue(
+                        ("agents", "districts", agent, j),
+                        f"{quoted(pid)} is not a district (a top-level point): an agent "
+                        "probes whole districts",
+                    )
+                )
+
+    depth = _depths(by_id, source, issues)
     if issues:
         raise ConfigError(issues)
 
@@ -218,54 +483,46 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
     for item in by_id.values():
         children.setdefault(item.parent, []).append(item.spec.id)
 
-    defined = ", ".join(spec.profiles) or "none; add a 'profiles:' section"
+    listed = ", ".join(printable(d, 40) for d in defined[:20]) or _NO_PROFILES
     points: dict[str, Point] = {}
-
-    def visit(pid: str, depth: int, district: str, inherited: str | None) -> None:
+    roots = tuple(children.get(None, ()))
+    # depth-first, in file order, with an explicit stack: (id, district, inherited profile)
+    stack: list[tuple[str, str, str | None]] = [(r, r, None) for r in reversed(roots)]
+    while stack:
+        pid, district, inherited = stack.pop()
         item = by_id[pid]
-        profile = item.spec.profile or inherited
-        if item.spec.profile is not None and item.spec.profile not in spec.profiles:
+        chosen = item.spec.profile or inherited
+        if chosen is None:
             issues.append(
                 source.issue(
-                    (*item.loc, "profile"),
-                    f"unknown profile {item.spec.profile!r}"
-                    f"{did_you_mean(item.spec.profile, list(spec.profiles))}; defined: {defined}",
+                    item.loc, f"no profile: set 'profile' on this point (defined: {listed})"
                 )
             )
-        elif profile is None:
-            issues.append(
-                source.issue(
-                    item.loc, f"no profile: set 'profile' on this point (defined: {defined})"
-                )
-            )
-        level = item.spec.level or DEFAULT_LEVELS[min(depth, len(DEFAULT_LEVELS) - 1)]
+        level = item.spec.level or DEFAULT_LEVELS[min(depth[pid], len(DEFAULT_LEVELS) - 1)]
+        kids = children.get(pid, ())
         points[pid] = Point(
             id=pid,
             name=item.spec.name,
             host=item.spec.host,
-            profile=profile or "",
+            profile=chosen or "",
             level=level,
             parent=item.parent,
             district=district,
-            depth=depth,
-            children=tuple(children.get(pid, ())),
+            depth=depth[pid],
+            children=tuple(kids),
         )
-        for child in children.get(pid, ()):
-            visit(child, depth + 1, district, profile)
-
-    roots = tuple(children.get(None, ()))
-    for root in roots:
-        visit(root, 0, root, None)
+        stack.extend((child, district, chosen) for child in reversed(kids))
     if issues:
         raise ConfigError(issues)
     return Inventory(
         file=source.file,
-        settings=settings,
+        settings=spec.monitor,
         thresholds=spec.thresholds,
         profiles=dict(spec.profiles),
         points=points,
         roots=roots,
         maintenance=tuple(spec.maintenance),
+        agents=spec.agents,
     )
 
 

@@ -22,16 +22,20 @@ from pydantic import (
 )
 
 from monitor.inventory.types import Duration, Host, Name, PointId, Ratio, Strict
+from monitor.inventory.units import format_duration
+from monitor.probes.base import TICK
 from monitor.probes.httpspec import HttpSettings
 from monitor.probes.icmp import IcmpSettings
 from monitor.probes.media import MediaSettings
 from monitor.probes.registry import PROBE_TYPES, REACHABILITY_PROBES, SPECS
 from monitor.probes.sip import SipSettings
 from monitor.probes.tcp import TcpSettings
+from monitor.text import quoted
 
 __all__ = [
     "PROBE_TYPES",
     "REACHABILITY_PROBES",
+    "AgentsSettings",
     "Duration",
     "HttpSettings",
     "IcmpSettings",
@@ -55,8 +59,20 @@ __all__ = [
 def _check_timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)") from None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name too long for a path; ValueError: '..', NUL, an absolute path
+        raise ValueError(
+            f"{quoted(value)} is not a known time zone (e.g. Asia/Ho_Chi_Minh)"
+        ) from None
+    return value
+
+
+def _on_the_grid(value: float) -> float:
+    if value < TICK:
+        raise ValueError(
+            f"{format_duration(value)} is shorter than the scheduler's {format_duration(TICK)}"
+            f" grid: write at least {format_duration(TICK)} (5s is usual)"
+        )
     return value
 
 
@@ -64,7 +80,7 @@ class MonitorSettings(Strict):
     """Timing and readiness settings of the whole monitor."""
 
     name: Name = "confmon"
-    interval: Duration = 5.0
+    interval: Annotated[Duration, AfterValidator(_on_the_grid)] = 5.0
     fail_after: Annotated[int, Field(ge=1, le=100)] = 2
     recover_after: Annotated[int, Field(ge=1, le=100)] = 2
     stale_after: Duration = 20.0
@@ -132,7 +148,7 @@ class _Profile(Strict):
             for name in names:
                 if name not in runs:
                     raise ValueError(
-                        f"{key} names {name!r}, which this profile does not run"
+                        f"{key} names {quoted(name)}, which this profile does not run"
                         f" (it runs: {', '.join(runs) or 'nothing'})"
                     )
         return self
@@ -184,22 +200,38 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def _parse_clock(value: object) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        # YAML 1.1 reads an unquoted 22:00 as the sexagesimal number 1320
-        value = f"{value // 60:02d}:{value % 60:02d}"
-    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value.strip()):
-        raise ValueError(f"{value!r} is not a time of day: write HH:MM, e.g. 22:00")
-    return value.strip()
+    # The loader keeps an unquoted 22:00 as text (YAML 1.1 would read the number 1320).
+    match = (
+        re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if isinstance(value, str)
+        else None
+    )
+    if match is None:
+        raise ValueError(
+            f"{quoted(value)} is not a time of day: write HH:MM (00:00 to 23:59), e.g. 22:00"
+        )
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
 def _parse_local_datetime(value: object) -> str:
-    text = str(value).strip() if isinstance(value, str | datetime.datetime) else ""
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a date and time: write e.g. 2026-11-26 08:00") from None
+    example = "write e.g. 2026-11-26 08:00"
+    if isinstance(value, datetime.datetime):  # written with an explicit !!timestamp tag
+        parsed = value
+    elif isinstance(value, datetime.date):
+        day = value.isoformat()
+        raise ValueError(f"{day} has no time of day: write e.g. {day} 08:00")
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(f"{quoted(value)} has no time of day: write e.g. {text} 08:00")
+        try:
+            parsed = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{quoted(value)} is not a date and time: {example}") from None
+    else:
+        raise ValueError(f"{quoted(value)} is not a date and time: {example}")
     if parsed.tzinfo is not None:
-        raise ValueError(f"{value!r}: leave out the UTC offset; monitor.timezone applies")
+        raise ValueError(f"{quoted(value)}: leave out the UTC offset; monitor.timezone applies")
     return parsed.isoformat(sep=" ", timespec="minutes")
 
 
@@ -215,10 +247,11 @@ class MaintenanceWindow(Strict):
     are in ``monitor.timezone``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # no populate_by_name: the file says "from"; "from_" is only this class's spelling
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     points: Annotated[list[PointId], Field(min_length=1)]
-    reason: str = "planned maintenance"
+    reason: Name = "planned maintenance"
     start: LocalDateTime | None = None
     end: LocalDateTime | None = None
     days: list[Weekday] | None = None
@@ -233,6 +266,10 @@ class MaintenanceWindow(Strict):
             raise ValueError("give either start and end (one-off) or from and to (recurring)")
         if one_off and (self.start is None or self.end is None or self.end <= self.start):
             raise ValueError("a one-off window needs start and end, with end after start")
+        if self.days is not None and not self.days:
+            raise ValueError(
+                "days is empty: name the days (mon ... sun), or leave it out for every day"
+            )
         if recurring and (self.from_ is None or self.to is None or self.from_ == self.to):
             raise ValueError("a recurring window needs from and to (HH:MM), and they must differ")
         return self
@@ -260,9 +297,38 @@ class PointSpec(Strict):
     name: Name
     host: Host
     profile: str | None = None
-    level: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] | None = None
+    level: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)] | None = None
     parent: PointId | None = None
     points: list[PointSpec] = Field(default_factory=list)
+
+
+ProfileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+#: an agent id: one MQTT topic level and a broker user name (see monitor.transport.mqtt)
+AgentId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class AgentsSettings(Strict):
+    """How ``confmon server`` shares the points out among its agents.
+
+    ``assign: balanced`` (the default) spreads whole districts over the agents online
+    and moves a lost agent's districts to the others; ``by-district`` follows
+    ``districts`` (agent id -> the district ids it probes) and leaves a lost agent's
+    points as a monitoring gap. ``replicas: 2`` has two agents probe every point.
+    """
+
+    assign: Literal["balanced", "by-district"] = "balanced"
+    replicas: Annotated[int, Field(ge=1, le=3)] = 1
+    districts: dict[AgentId, Annotated[list[PointId], Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _districts_for_by_district(self) -> Self:
+        if self.assign == "by-district" and not self.districts:
+            raise ValueError(
+                "assign: by-district needs districts: (agent id -> the district ids it probes)"
+            )
+        return self
 
 
 class InventorySpec(Strict):
@@ -270,8 +336,7 @@ class InventorySpec(Strict):
 
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    profiles: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], Profile] = Field(
-        default_factory=dict
-    )
+    profiles: dict[ProfileName, Profile] = Field(default_factory=dict)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    agents: AgentsSettings = Field(default_factory=AgentsSettings)
     points: Annotated[list[PointSpec], Field(min_length=1)]

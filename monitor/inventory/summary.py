@@ -7,9 +7,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from monitor.inventory.load import Inventory
 from monitor.inventory.units import format_duration
+from monitor.text import printable
 
 __all__ = ["print_summary", "summarise"]
 
@@ -21,7 +23,7 @@ def summarise(inv: Inventory) -> dict[str, Any]:
     used = Counter(p.profile for p in inv.points.values())
     s = inv.settings
     return {
-        "file": inv.file,
+        "file": printable(inv.file),
         "name": s.name,
         "points": len(inv.points),
         "levels": dict(levels),
@@ -44,19 +46,29 @@ def summarise(inv: Inventory) -> dict[str, Any]:
     }
 
 
+def _t(text: str) -> Text:
+    """Text from the file as a cell: never read as rich markup (``[/]``) or emoji codes, and
+    control characters escaped (the loader refuses them; a file name can still hold one)."""
+    return Text(printable(text))
+
+
 def print_summary(inv: Inventory, console: Console) -> None:
     """A human summary: totals, settings, points per district, profiles used."""
     data = summarise(inv)
-    levels = ", ".join(f"{n} {lvl}" for lvl, n in data["levels"].items())
+    levels = ", ".join(f"{n} {printable(lvl)}" for lvl, n in data["levels"].items())
     s = inv.settings
-    console.print(f"[bold green]OK[/] {inv.file}: [bold]{s.name}[/]")
     console.print(
-        f"{data['points']} points: {levels}; {len(data['districts'])} top-level districts"
+        Text.assemble(("OK", "bold green"), " ", _t(inv.file), ": ", (printable(s.name), "bold"))
     )
     console.print(
-        f"every {format_duration(s.interval)}, down after {s.fail_after} failed cycles, "
-        f"up after {s.recover_after} good ones, unknown after {format_duration(s.stale_after)} "
-        f"without data; readiness target {s.readiness_target:.0%}; time zone {s.timezone}"
+        _t(f"{data['points']} points: {levels}; {len(data['districts'])} top-level districts")
+    )
+    console.print(
+        _t(
+            f"every {format_duration(s.interval)}, down after {s.fail_after} failed cycles, "
+            f"up after {s.recover_after} good ones, unknown after {format_duration(s.stale_after)}"
+            f" without data; readiness target {s.readiness_target:.0%}; time zone {s.timezone}"
+        )
     )
     table = Table(title="Points per district", title_justify="left", show_edge=False)
     table.add_column("district")
@@ -64,12 +76,12 @@ def print_summary(inv: Inventory, console: Console) -> None:
     table.add_column("host")
     table.add_column("points", justify="right")
     for d in data["districts"]:
-        table.add_row(d["id"], d["name"], d["host"], str(d["points"]))
+        table.add_row(_t(d["id"]), _t(d["name"]), _t(d["host"]), str(d["points"]))
     console.print(table)
     profiles = Table(title="Profiles", title_justify="left", show_edge=False)
     profiles.add_column("profile")
     profiles.add_column("points", justify="right")
     profiles.add_column("probes")
     for name, info in data["profiles"].items():
-        profiles.add_row(name, str(info["points"]), ", ".join(info["probes"]))
+        profiles.add_row(_t(name), str(info["points"]), ", ".join(info["probes"]))
     console.print(profiles)

@@ -29,6 +29,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Strict(BaseModel):
-    """Base of every model of the file: unknown keys rejected, instances frozen."""
+    """Base of every model of the file: unknown keys rejected, instances frozen, and types
+    strict: ``port: true`` is not port 1, ``count: 2.0`` not a whole number and
+    ``tls_verify: 1`` not a yes (durations, ratios and hosts have parsers of their own)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

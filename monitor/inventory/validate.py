@@ -17,8 +17,9 @@ from pydantic import BaseModel
 
 from monitor.errors import ConfigError, ConfigIssue
 from monitor.inventory.source import Loc, Source
+from monitor.text import quoted
 
-__all__ = ["did_you_mean", "validate"]
+__all__ = ["did_you_mean", "keys_of", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,7 +33,7 @@ def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
             args = typing.get_args(current)
             current = args[0] if args else None
         elif isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part)
+            info = _field_named(current, part)
             current = info.annotation if info else None
         elif typing.get_origin(current) is dict:
             current = typing.get_args(current)[1]
@@ -57,9 +58,25 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
+def _field_named(model: type[BaseModel], key: str) -> Any:
+    """The field that the file's key ``key`` sets (a field's alias is its name in the file)."""
+    for name, info in model.model_fields.items():
+        if (info.alias or name) == key:
+            return info
+    return None
+
+
+def keys_of(model: type[BaseModel]) -> list[str]:
+    """The keys a model takes, as written in the file (``from``, not ``from_``)."""
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
 def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+    if len(word) > 200:  # difflib is quadratic; a key that long is no typo
+        return ""
     close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {quoted(close[0])}?)" if close else ""
 
 
 def _describe(value: object) -> str:
@@ -69,7 +86,13 @@ def _describe(value: object) -> str:
         return "a list"
     if value is None:
         return "nothing (null)"
-    return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return quoted(value)
+    if isinstance(value, int | float):
+        return quoted(value)
+    return f"{quoted(value)} ({type(value).__name__})"
 
 
 def _message(root: type[BaseModel], err: Any) -> str:
@@ -80,10 +103,8 @@ def _message(root: type[BaseModel], err: Any) -> str:
         model = _model_at(root, loc[:-1])
         if model is None:
             return "unknown key"
-        return (
-            f"unknown key{did_you_mean(str(loc[-1]), list(model.model_fields))}; expected one of: "
-            + (", ".join(model.model_fields))
-        )
+        keys = keys_of(model)
+        return f"unknown key{did_you_mean(str(loc[-1]), keys)}; expected one of: " + ", ".join(keys)
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
@@ -93,7 +114,8 @@ def _message(root: type[BaseModel], err: Any) -> str:
     if kind in ("float_type", "float_parsing"):
         return f"expected a number, got {_describe(value)}"
     if kind in ("string_type",):
-        return f"expected text, got {_describe(value)}"
+        hint = "; put it in quotes" if isinstance(value, int | float | bool) else ""
+        return f"expected text, got {_describe(value)}{hint}"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {_describe(value)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
@@ -101,9 +123,17 @@ def _message(root: type[BaseModel], err: Any) -> str:
     if kind == "list_type":
         return f"expected a list, got {_describe(value)}"
     if kind == "string_pattern_mismatch" and loc and loc[0] == "profiles":
-        return f"{value!r} is not a valid profile name: use letters, digits, '-', '_' and '.'"
+        return f"{quoted(value)} is not a valid profile name: use letters, digits, '-', '_' and '.'"
     if kind == "string_pattern_mismatch":
-        return f"{value!r} is not valid: use lowercase letters, digits, '-' and '_'"
+        return f"{quoted(value)} is not valid: use lowercase letters, digits, '-' and '_'"
+    if kind == "literal_error":
+        expected = str(err.get("ctx", {}).get("expected", "?"))
+        return f"{_describe(value)} is not one of: {expected}"
+    if kind in ("string_too_long", "too_long"):
+        limit = err.get("ctx", {}).get("max_length", "?")
+        return f"too long: at most {limit} characters, got {_describe(value)}"
+    if kind in ("string_too_short",):
+        return "must not be empty"
     if kind == "too_short" and loc == ("points",):
         return "no points: list at least one meeting point"
     bounds = {
@@ -126,8 +156,9 @@ def validate(source: Source, model: type[M], top: str) -> M:
     """
     if not isinstance(source.data, dict):
         raise ConfigError([source.issue((), f"expected {top}, got {_describe(source.data)}")])
+    # a file's keys are its own: an alias's attribute name ("from_") is no key of it
     try:
-        return model.model_validate(source.data)
+        return model.model_validate(source.data, by_alias=True, by_name=False)
     except pydantic.ValidationError as exc:
         issues = []
         for err in exc.errors(include_url=False):

@@ -11,21 +11,26 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, BeforeValidator
 
 from monitor.inventory.load import DEFAULT_LEVELS, Inventory, Point
+from monitor.inventory.source import reads_as_text
 from monitor.inventory.units import format_duration, parse_duration, parse_ratio
 
-__all__ = ["CSV_COLUMNS", "points_yaml", "to_csv", "to_yaml"]
+__all__ = ["CSV_COLUMNS", "FORMULA_START", "csv_cell", "points_yaml", "to_csv", "to_yaml"]
 
 #: columns of the operator's spreadsheet, in order (``level`` is optional on import)
 CSV_COLUMNS = ("id", "name", "parent", "host", "profile")
 
-_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+#: a cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection"):
+#: ``=cmd|' /C calc'!A0`` as a name would run on the operator's machine
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 
 
 def _scalar(value: object) -> str:
@@ -34,8 +39,8 @@ def _scalar(value: object) -> str:
     if isinstance(value, int | float):
         return f"{value:g}" if isinstance(value, float) else str(value)
     text = str(value)
-    if _PLAIN.match(text) and yaml.safe_load(text) == text:
-        return text
+    if _PLAIN.fullmatch(text) and reads_as_text(text) and yaml.safe_load(text) == text:
+        return text  # plain only if both our loader and a YAML 1.1 one read it back as text
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
 
 
@@ -83,18 +88,25 @@ def _point_fields(inv: Inventory, p: Point) -> dict[str, Any]:
 
 
 def _points(inv: Inventory, ids: Iterable[str], indent: str, out: list[str]) -> None:
-    for pid in ids:
+    """The points ``ids`` and everything below them, nested (an explicit stack, no recursion)."""
+    stack: list[tuple[Iterator[str], str]] = [(iter(ids), indent)]
+    while stack:
+        pending, here = stack[-1]
+        pid = next(pending, None)
+        if pid is None:
+            stack.pop()
+            continue
         p = inv.points[pid]
         fields = _point_fields(inv, p)
         if not p.children:
-            out.append(f"{indent}- {_flow(fields)}")
+            out.append(f"{here}- {_flow(fields)}")
             continue
         first = True
         for key, value in fields.items():
-            out.append(f"{indent}{'- ' if first else '  '}{key}: {_scalar(value)}")
+            out.append(f"{here}{'- ' if first else '  '}{key}: {_scalar(value)}")
             first = False
-        out.append(f"{indent}  points:")
-        _points(inv, p.children, indent + "    ", out)
+        out.append(f"{here}  points:")
+        stack.append((iter(p.children), here + "    "))
 
 
 def to_yaml(inv: Inventory, header: str = "") -> str:
@@ -126,11 +138,20 @@ def points_yaml(inv: Inventory) -> str:
     return "\n".join(out) + "\n"
 
 
+def csv_cell(text: str) -> str:
+    """``text`` safe to open in a spreadsheet: a ``'`` in front of a cell that would start a
+    formula (or that starts with ``'`` itself, so that the import, which takes one ``'`` off
+    such cells, gives back exactly ``text``)."""
+    return f"'{text}" if text.startswith((*FORMULA_START, "'")) else text
+
+
 def to_csv(inv: Inventory) -> str:
-    """The points as the spreadsheet that ``confmon inventory import`` reads."""
+    """The points as the spreadsheet that ``confmon inventory import`` reads (every cell
+    guarded by :func:`csv_cell`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([*CSV_COLUMNS, "level"])
     for p in inv.points.values():
-        writer.writerow([p.id, p.name, p.parent or "", p.host, p.profile, p.level])
+        row = [p.id, p.name, p.parent or "", p.host, p.profile, p.level]
+        writer.writerow([csv_cell(cell) for cell in row])
     return buf.getvalue()

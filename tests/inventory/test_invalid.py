@@ -73,7 +73,8 @@ def test_invalid_config_gives_one_exact_line_and_exit_2(
 def test_several_problems_are_all_reported_in_line_order(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A file with three mistakes lists all three, sorted by line, one per line."""
+    """A file with three mistakes lists all three, sorted by line, one per line: the unknown
+    profile too, although the other two are schema errors."""
     path = tmp_path / "three.yaml"
     path.write_text(
         "profiles:\n  room: {icmp: {}}\npoints:\n"
@@ -84,7 +85,7 @@ def test_several_problems_are_all_reported_in_line_order(
     )
     assert main(["check-config", str(path)]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert [line.split(":")[1] for line in lines] == ["4", "6"]  # schema errors come first
+    assert [line.split(":")[1] for line in lines] == ["4", "5", "6"]
     path.write_text(path.read_text().replace("10.0.0.256", "10.0.0.1").replace(", colour: red", ""))
     assert main(["check-config", str(path)]) == 2
     assert capsys.readouterr().err.splitlines() == [

@@ -162,10 +162,9 @@ def test_hosts(host: str, normal: str) -> None:
     assert parse_host(host) == normal
 
 
-@pytest.mark.parametrize(
-    "bad", ["10.0.0.300", "1.2.3", "-bad.example", "a_b.example", "", "a..b", 7]
-)
+@pytest.mark.parametrize("bad", ["10.0.0.300", "-bad.example", "a_b.example", "a..b", 7])
 def test_bad_hosts(bad: object) -> None:
-    """Malformed addresses and names are rejected."""
+    """Malformed addresses and names are rejected (short forms such as 1.2.3 and the empty
+    host have messages of their own: tests/inventory/test_hostile.py)."""
     with pytest.raises(ValueError, match="is not an IP address or host name"):
         parse_host(bad)

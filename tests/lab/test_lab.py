@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import random
 import re
@@ -57,11 +58,18 @@ def test_refuses_host_names_and_shared_addresses() -> None:
 
 
 def test_refuses_a_profile_whose_ports_collide() -> None:
-    """SIP and media on one UDP port cannot both be served: the profile is named."""
-    inv = parse_inventory(
-        "profiles: {p: {sip: {port: 5060}, media: {port: 5060}}}\n"
+    """SIP and media on one UDP port cannot both be served: the profile is named.
+
+    The config loader refuses such a file already; the lab keeps its own check for an
+    inventory made in code, which this one is."""
+    from monitor.probes.media import MediaSettings
+
+    valid = parse_inventory(
+        "profiles: {p: {sip: {port: 5060}, media: {port: 7078}}}\n"
         "points: [{id: a, name: A, host: 127.20.0.1, profile: p}]\n"
     )
+    colliding = valid.profiles["p"].model_copy(update={"media": MediaSettings(port=5060)})
+    inv = dataclasses.replace(valid, profiles={"p": colliding})
     with pytest.raises(
         ConfmonError, match=re.escape("profile 'p': media.port 5060 is also the SIP port")
     ):
