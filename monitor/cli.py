@@ -8,17 +8,25 @@ the traceback instead).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from monitor import __version__
 from monitor.commands import COMMANDS
 from monitor.commands.common import Parser
 from monitor.errors import ConfigError, ConfmonError
+from monitor.text import printable
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = ["CLOSED_PIPE_EXIT", "StdoutError", "build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -47,15 +55,107 @@ def build_parser() -> argparse.ArgumentParser:
 _RELOADING = frozenset({"run", "server"})
 
 
+#: the exit status after the reader of standard output went away (``| head -1``): what
+#: Python's documentation recommends, and what rich does for the output it writes itself
+CLOSED_PIPE_EXIT = 1
+
+
+class StdoutError(OSError):
+    """Standard output could not be written (a full disk, an I/O error)."""
+
+
+class _StdoutFile(io.FileIO):
+    """File descriptor 1, whose write errors say that they are standard output's."""
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc.errno, exc.strerror) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Output that cannot be written is said like any other failure: a full disk is
+    one line (``confmon: cannot write standard output (/dev/full): No space left
+    on device``, exit 1); a reader that closed the pipe (``| head -1``) ends the
+    command quietly with :data:`CLOSED_PIPE_EXIT`.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    with _checked_stdout():
+        try:
+            return _dispatch_and_flush(argv, debug)
+        except BrokenPipeError:
+            if debug:
+                raise
+            _silence_stdout()
+            return CLOSED_PIPE_EXIT
+        except StdoutError as exc:
+            if debug:
+                raise
+            name = _stdout_name()
+            _silence_stdout()
+            _say(f"confmon: cannot write {name}: {exc.strerror or exc}")
+            return 1
+
+
+def _dispatch_and_flush(argv: list[str], debug: bool) -> int:
+    """:func:`_dispatch`, then stdout flushed: a write error surfaces while it can be said."""
+    try:
+        code = _dispatch(argv, debug)
+    except SystemExit:  # --help and --version print, then exit
+        sys.stdout.flush()
+        raise
+    sys.stdout.flush()
+    return code
+
+
+@contextlib.contextmanager
+def _checked_stdout() -> Iterator[None]:
+    """While a command runs, ``sys.stdout`` raises :class:`StdoutError` for its own failures.
+
+    Only the process's real standard output is wrapped (a test's captured stream
+    is left alone); the original is back in place when the command is done.
+    """
+    original = sys.stdout
+    try:
+        fd = original.fileno()
+    except (OSError, ValueError):
+        fd = -1
+    if fd < 0 or original is not sys.__stdout__ or not isinstance(original, io.TextIOWrapper):
+        yield
+        return
+    original.flush()
+    checked = io.TextIOWrapper(
+        io.BufferedWriter(_StdoutFile(fd, "w", closefd=False)),
+        encoding=original.encoding,
+        errors=original.errors,
+        line_buffering=original.line_buffering,
+    )
+    sys.stdout = checked
+    try:
+        yield
+    finally:
+        sys.stdout = original
+        try:
+            checked.flush()
+        except (OSError, ValueError):
+            _silence_stdout()  # what is left goes nowhere, without an 'Exception ignored'
+            with contextlib.suppress(OSError, ValueError):
+                checked.flush()
+
+
+def _dispatch(argv: list[str], debug: bool) -> int:
+    """Parse ``argv`` and run the command; user errors become one line and an exit code."""
     command = next((a for a in argv if not a.startswith("-")), None)
     if command in _RELOADING and hasattr(signal, "SIGHUP"):
         # ignored from the first moment (SIGHUP's default action ends the process) until
         # the event loop installs the reload handler
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
         handler: Handler | None = getattr(args, "handler", None)
@@ -67,14 +167,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         for line in exc.lines():
-            print(line, file=sys.stderr)
+            _say(line)
         return exc.exit_code
     except ConfmonError as exc:
         if debug:
             raise
-        print(f"confmon: {exc}", file=sys.stderr)
+        _say(f"confmon: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def _say(line: str) -> None:
+    """One line on stderr, control characters escaped (whatever part of it came from
+    outside: a file name, a scenario, a key); a closed or full stderr cannot be told."""
+    with contextlib.suppress(OSError, ValueError):
+        print(printable(line), file=sys.stderr, flush=True)
+
+
+def _stdout_name() -> str:
+    """``standard output``, with the file it goes to where the system says (``/dev/full``)."""
+    with contextlib.suppress(OSError, ValueError):
+        target = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+        if target.startswith("/"):
+            return f"standard output ({printable(target, 200)})"
+    return "standard output"
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush of what is still
+    buffered neither fails nor prints 'Exception ignored' (the recipe of Python's signal docs)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)

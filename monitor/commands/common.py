@@ -5,20 +5,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.errors import ConfmonError, IcmpNotPermitted, UsageError
+from monitor.text import printable, quoted
 
 __all__ = [
     "Parser",
     "Subparsers",
     "add_lab_base_option",
     "add_logging_options",
+    "api_token",
     "parse_lab_base",
     "parse_listen",
+    "parse_token",
     "suggest_no_icmp",
     "write_output",
 ]
@@ -48,26 +53,139 @@ def add_logging_options(p: argparse.ArgumentParser) -> None:
 
 
 def write_output(text: str, output: str | None, force: bool) -> None:
-    """Write ``text`` to stdout (``None`` or ``-``) or to a new file (``force`` to overwrite)."""
+    """Write ``text`` to stdout (``None`` or ``-``) or to a new file (``force`` to overwrite).
+
+    A regular file is written beside the target and renamed over it, so a full
+    disk leaves the old file whole, never a truncated one; a device or a FIFO
+    (``/dev/stdout``, ``/dev/full``) is written in place, and a FIFO without a
+    reader is refused rather than waited for. Failures are one line,
+    ``cannot write FILE: No space left on device``. Standard output is flushed
+    here, so its failures reach :func:`monitor.cli.main`, which says them.
+    """
     if output is None or output == "-":
         sys.stdout.write(text)
+        sys.stdout.flush()
         return
     path = Path(output)
-    if path.exists() and not force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
     try:
-        path.write_text(text, encoding="utf-8")
+        if path.exists() and not force:
+            raise UsageError(f"{printable(output)} exists; pass --force to overwrite it")
+        data = text.encode("utf-8")
+        if path.exists() and not path.is_file():
+            _write_in_place(path, data)
+        else:
+            _write_replacing(path.resolve() if path.is_symlink() else path, data)
     except OSError as exc:
-        raise ConfmonError(f"cannot write {output}: {exc.strerror}") from None
+        raise ConfmonError(f"cannot write {printable(output)}: {exc.strerror or exc}") from None
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (loopback) -> (host, port)."""
+def _write_in_place(path: Path, data: bytes) -> None:
+    """A device or FIFO: opened without blocking (no reader is ENXIO, not a hang), then written."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    """A regular file: a temporary file beside it, flushed to disk, then renamed over it
+    (a symbolic link is followed first, so the link stays a link)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)  # an overwritten file keeps its permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+#: a host name as DNS has them (RFC 1123 labels), so that junk is refused before any lookup
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def parse_listen(text: str, option: str = "--listen") -> tuple[str, int]:
+    """``HOST:PORT``, ``[v6]:PORT`` or ``:PORT`` (loopback) -> (host, port).
+
+    The host must be an IP address or a well-formed host name: anything else is a
+    :class:`UsageError` here, before a resolver is asked (the name is resolved, within a
+    few seconds, when the address is bound, before anything is probed).
+    """
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9108")
-    host = host.strip("[]") or "127.0.0.1"
+    example = "expected HOST:PORT, e.g. 127.0.0.1:9108 or [::1]:9108"
+    if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5:
+        raise UsageError(f"{option} {quoted(text)}: {example}")
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"{option} {quoted(text)}: the port must be 1 to 65535")
+    if host.startswith("[") or host.endswith("]"):
+        inner = host[1:-1] if host.startswith("[") and host.endswith("]") else None
+        try:
+            ipaddress.IPv6Address(inner or "")
+        except ValueError:
+            raise UsageError(
+                f"{option} {quoted(text)}: {quoted(host)} is not an IPv6 address in brackets; "
+                f"{example}"
+            ) from None
+        return str(inner), int(port)
+    if not host:
+        return "127.0.0.1", int(port)
+    try:
+        ipaddress.ip_address(host)  # also a bare IPv6 address: '::1:9108' is '::1', port 9108
+    except ValueError:
+        top = host.rstrip(".").rsplit(".", 1)[-1].lower()
+        # a numeric last label is what inet_aton reads as a number ('10.0.0.300', '0x7f000001'):
+        # never a real name, and not an address either
+        if not _HOST_NAME.fullmatch(host) or top.isdigit() or top.startswith("0x"):
+            raise UsageError(
+                f"{option} {quoted(text)}: {quoted(host)} is neither an IP address nor a host "
+                f"name; {example}"
+            ) from None
     return host, int(port)
+
+
+def parse_token(value: str | None, source: str) -> str | None:
+    """A bearer token given by ``source`` (an option, an environment variable), or None.
+
+    An empty or blank value is refused, not taken as "no token": it is what an unset
+    variable gives (``--api-token "$TOKEN"``), and it would turn authentication off
+    without a word. A token is printable ASCII without spaces, what an ``Authorization``
+    header carries intact; surrounding whitespace (a newline from a file) is dropped, as
+    HTTP drops it from the header.
+    """
+    if value is None:
+        return None
+    token = value.strip()
+    if not token:
+        without = f"leave {source} out" if source.startswith("-") else f"unset {source}"
+        raise UsageError(
+            f"{source} is empty (an unset variable?): give the token, or {without} to run "
+            "without one"
+        )
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise UsageError(
+            f"{source}: a token must be printable ASCII without spaces (got {quoted(value, 20)})"
+        )
+    return token
+
+
+def api_token(option_value: str | None, option: str = "--api-token") -> str | None:
+    """The API token a server requires: the option if given, else ``$CONFMON_API_TOKEN`` if
+    set (both checked by :func:`parse_token`), else None (no authentication)."""
+    if option_value is not None:
+        return parse_token(option_value, option)
+    return parse_token(os.environ.get("CONFMON_API_TOKEN"), "CONFMON_API_TOKEN")
 
 
 @contextlib.contextmanager

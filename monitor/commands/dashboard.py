@@ -7,27 +7,40 @@ import os
 import sys
 from pathlib import Path
 
+from monitor.commands.argtypes import http_base_url, number_in, time_zone, whole_number
 from monitor.commands.common import Subparsers
 from monitor.errors import UsageError
+from monitor.text import printable, quoted
 
 __all__ = ["add_parser"]
 
 
+#: snapshot sizes a terminal can have: below these the frame has no room for its grid
+WIDTHS = (40, 1000)
+HEIGHTS = (10, 1000)
+
+
+def _token(text: str | None, where: str) -> str | None:
+    """The bearer token: printable ASCII (an HTTP header carries nothing else), or None."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise UsageError(f"{where} is empty (an unset variable?): give the token, or leave it out")
+    if not text.isascii() or not text.isprintable() or " " in text.strip():
+        raise UsageError(
+            f"{where}: a token is printable ASCII without spaces (got {quoted(text, 20)})"
+        )
+    return text.strip()
+
+
 def _handle(args: argparse.Namespace) -> int:
     import asyncio
-    import zoneinfo
 
     from monitor.dashboard.app import run_dashboard, write_snapshot
 
-    try:
-        zoneinfo.ZoneInfo(args.tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"--tz {args.tz!r} is not a known time zone (e.g. Asia/Ho_Chi_Minh)"
-        ) from None
-    token = args.token or os.environ.get("CONFMON_API_TOKEN") or None
-    if not 0.1 <= args.refresh <= 20:  # also false for NaN
-        raise UsageError(f"--refresh {args.refresh:g}: choose between 0.1 and 20 frames per second")
+    token = _token(args.token, "--token")
+    if token is None:
+        token = _token(os.environ.get("CONFMON_API_TOKEN") or None, "CONFMON_API_TOKEN")
     if args.snapshot:
         asyncio.run(
             write_snapshot(
@@ -39,7 +52,7 @@ def _handle(args: argparse.Namespace) -> int:
                 tz=args.tz,
             )
         )
-        print(f"wrote {args.snapshot}", file=sys.stderr)
+        print(f"wrote {printable(args.snapshot)}", file=sys.stderr)
         return 0
     asyncio.run(run_dashboard(args.url, token=token, refresh_hz=args.refresh, tz=args.tz))
     return 0
@@ -58,14 +71,25 @@ def add_parser(sub: Subparsers) -> None:
         ),
     )
     p.add_argument(
-        "--url", default="http://127.0.0.1:9108", help="the monitor's API (default: %(default)s)"
+        "--url",
+        type=http_base_url,
+        default="http://127.0.0.1:9108",
+        metavar="URL",
+        help="the monitor's API, http(s)://HOST:PORT (default: %(default)s)",
     )
     p.add_argument("--token", help="bearer token, if the API needs one (or set CONFMON_API_TOKEN)")
     p.add_argument(
-        "--refresh", type=float, default=2.0, metavar="HZ", help="frames per second (default: 2)"
+        "--refresh",
+        type=number_in(0.1, 20, unit=" frames per second"),
+        default=2.0,
+        metavar="HZ",
+        help="frames per second, 0.1 to 20 (default: 2)",
     )
     p.add_argument(
-        "--tz", default="Asia/Ho_Chi_Minh", help="time zone of the clock (default: %(default)s)"
+        "--tz",
+        type=time_zone,
+        default="Asia/Ho_Chi_Minh",
+        help="time zone of the clock (default: %(default)s)",
     )
     p.add_argument(
         "--snapshot",
@@ -73,7 +97,15 @@ def add_parser(sub: Subparsers) -> None:
         help="write one frame to FILE (.svg, .html or .txt) and exit, for reports and bug reports",
     )
     p.add_argument(
-        "--width", type=int, default=120, help="snapshot width in columns (default: 120)"
+        "--width",
+        type=whole_number(*WIDTHS),
+        default=120,
+        help=f"snapshot width in columns, {WIDTHS[0]} to {WIDTHS[1]} (default: 120)",
     )
-    p.add_argument("--height", type=int, default=40, help="snapshot height in rows (default: 40)")
+    p.add_argument(
+        "--height",
+        type=whole_number(*HEIGHTS),
+        default=40,
+        help=f"snapshot height in rows, {HEIGHTS[0]} to {HEIGHTS[1]} (default: 40)",
+    )
     p.set_defaults(handler=_handle)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from monitor.commands.argtypes import number_in, whole_number
 from monitor.commands.common import (
     Subparsers,
     add_lab_base_option,
@@ -114,7 +115,7 @@ async def run_demo(opts: DemoOptions) -> int:
     #: the demo's transport drops these points' results, as if their agent were lost
     muted: set[str] = set()
     host, port = opts.listen
-    url = f"http://{host}:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     lab = Lab(inv, seed=opts.seed)
 
     async def foreground(app: App) -> None:
@@ -235,11 +236,11 @@ def add_parser(sub: Subparsers) -> None:
         action="store_true",
         help="headless: print one line per state change instead",
     )
-    p.add_argument("--seed", type=int, help="seed the lab's random loss and jitter")
+    p.add_argument("--seed", type=whole_number(), help="seed the lab's random loss and jitter")
     add_lab_base_option(p, "two demos")
     p.add_argument(
         "--duration",
-        type=float,
+        type=number_in(0, 1e9, low_open=True, unit=" seconds"),
         metavar="SECONDS",
         help="stop after this long (default: until Ctrl-C)",
     )

@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor.commands.argtypes import port_number, whole_number
 from monitor.commands.common import add_lab_base_option, parse_lab_base
 from monitor.errors import ConfmonError, UsageError
 from monitor.inventory import Inventory
@@ -30,19 +31,6 @@ __all__ = ["add_parser", "parse_impair_options"]
 _DEFAULT_CONTROL_PORT = (
     9109  # = monitor.lab.control.DEFAULT_CONTROL_PORT, without importing aiohttp
 )
-
-
-def _seed(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0..65535)")
-    return int(text)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -65,7 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("-c", "--config", required=True, metavar="FILE", help="inventory YAML")
     p.add_argument(
-        "--seed", type=_seed, metavar="N", help="seed the random losses and jitter (repeatable)"
+        "--seed",
+        type=whole_number(),
+        metavar="N",
+        help="seed the random losses and jitter (repeatable)",
     )
     add_lab_base_option(p, "two labs")
     p.add_argument(
@@ -77,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--control-port",
-        type=_port,
+        type=port_number,
         default=_DEFAULT_CONTROL_PORT,
         metavar="PORT",
         help=f"control API on 127.0.0.1 (default {_DEFAULT_CONTROL_PORT}; 0 turns it off)",

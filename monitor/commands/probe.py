@@ -3,7 +3,8 @@
 Settings start from the probe's defaults (as in a profile) and are changed with
 ``-o key=value`` (validated like the config file, so ``-o timeout=2s`` and
 ``-o transport=tcp`` work). ``TARGET`` may carry a port (``host:port``,
-``[v6]:port``) and, for http, be a whole URL. Exit 0 when the probe succeeded,
+``[IPv6]:port``) and, for http, be a whole URL; it is read by
+:func:`monitor.probes.target.parse_target`, as every probe kind's is. Exit 0 when the probe succeeded,
 1 when it failed, 2 for bad usage.
 """
 
@@ -15,14 +16,16 @@ from typing import Any
 
 import pydantic
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from monitor.commands.common import Subparsers
 from monitor.core.results import ProbeResult, result_json
 from monitor.errors import UsageError
-from monitor.inventory.units import parse_host
 from monitor.probes.base import ProbeContext
 from monitor.probes.registry import PROBE_TYPES, PROBES, SPECS
+from monitor.probes.target import parse_target
+from monitor.text import printable, quoted
 
 __all__ = ["build_settings", "run_probe"]
 
@@ -33,31 +36,27 @@ SETTINGS: dict[str, type[pydantic.BaseModel]] = {
 
 
 def _split_target(kind: str, target: str) -> tuple[str, dict[str, Any]]:
-    """Host and settings implied by the target (``host:port``, or a URL for http)."""
+    """Host and settings implied by the target (``host:port``, or a URL for http).
+
+    Every probe kind reads its target with :func:`monitor.probes.target.parse_target`,
+    so a mistake (an unclosed bracket, a port that is not a number or out of
+    range, a bare IPv6 address that ends like a port) reads the same for all.
+    """
     spec = SPECS[kind]
     implied: dict[str, Any] = {}
-    if spec.settings_from_url is not None and "://" in target:
-        try:
-            host, implied = spec.settings_from_url(target)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    elif target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
-            implied["port"] = int(rest[1:])
-    elif target.count(":") == 1:
-        host, _, port = target.partition(":")
-        if not port.isdigit():
-            raise UsageError(f"{target!r}: the port after ':' must be a number")
-        implied["port"] = int(port)
-    else:
-        host = target
-    if "port" in implied and not spec.takes_port:
-        raise UsageError(f"{kind} has no port: give just the host")
     try:
-        return parse_host(host), implied
+        if spec.settings_from_url is not None and "://" in target:
+            host, implied = spec.settings_from_url(target)
+            return host, implied
+        parsed = parse_target(target, takes_port=spec.takes_port)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        message = str(exc)
+        if "takes no port" in message:
+            message = f"{kind} has no port: give just the host ({quoted(target)})"
+        raise UsageError(f"probe target {message}" if message[0] == "'" else message) from None
+    if parsed.port is not None:
+        implied["port"] = parsed.port
+    return parsed.host, implied
 
 
 def build_settings(kind: str, target: str, options: list[str]) -> tuple[str, pydantic.BaseModel]:
@@ -68,7 +67,12 @@ def build_settings(kind: str, target: str, options: list[str]) -> tuple[str, pyd
     for option in options:
         key, sep, value = option.partition("=")
         if not sep or not key:
-            raise UsageError(f"-o {option!r}: expected key=value, e.g. -o timeout=2s")
+            raise UsageError(f"-o {quoted(option, 60)}: expected key=value, e.g. -o timeout=2s")
+        if len(value) > MAX_OPTION:
+            raise UsageError(
+                f"-o {printable(key.strip(), 60)}: a value of {len(value)} characters;"
+                f" at most {MAX_OPTION}"
+            )
         values[key.strip()] = _guess(value.strip())
     port = SETTINGS[kind].model_fields.get("port")
     if port is not None and port.is_required() and "port" not in values:
@@ -81,17 +85,31 @@ def build_settings(kind: str, target: str, options: list[str]) -> tuple[str, pyd
         msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
         if err["type"] == "extra_forbidden":
             msg = f"unknown setting; {kind} takes: {', '.join(SETTINGS[kind].model_fields)}"
-        raise UsageError(f"-o {where}: {msg}") from None
+        raise UsageError(f"-o {printable(where, 60)}: {printable(msg, 300)}") from None
+
+
+#: longest ``-o`` value read, in characters (a list of statuses needs a few dozen)
+MAX_OPTION = 10_000
 
 
 def _guess(value: str) -> Any:
-    """Option values are text; numbers, booleans and lists are read the way YAML would."""
+    """Option values are text; numbers, booleans and lists are read the way YAML would.
+
+    What YAML would make of it beyond those (a date, binary, a 5,000-digit number it
+    cannot convert, nesting too deep to compose) stays the text it was, for the
+    settings model to refuse in its own words.
+    """
+    import datetime
+
     import yaml
 
     try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
+        guessed = yaml.safe_load(value)
+    except (yaml.YAMLError, ValueError, RecursionError):
         return value
+    if isinstance(guessed, datetime.date | bytes):
+        return value
+    return guessed
 
 
 def _fmt_seconds(value: float | None) -> str:
@@ -100,12 +118,21 @@ def _fmt_seconds(value: float | None) -> str:
     return f"{value * 1000:.2f} ms" if value < 10 else f"{value:.2f} s"
 
 
+def _shown(value: object) -> str:
+    """Text from the peer (a reason phrase, a Server header) as rich markup that shows it as is.
+
+    Control characters are escaped (:func:`monitor.text.printable`) and ``[`` is
+    escaped for rich, so ``[/x]`` in a header neither styles the line nor raises.
+    """
+    return escape(printable(str(value), 400))
+
+
 def print_result(r: ProbeResult, console: Console) -> None:
     """Every phase, the figures and the details of one result."""
     verdict = "[bold green]OK[/]" if r.ok else "[bold red]FAILED[/]"
     console.print(
-        f"{r.probe} {r.target}: {verdict} in {_fmt_seconds(r.duration)}"
-        + (f" — {r.error}" if r.error else "")
+        f"{r.probe} {_shown(r.target)}: {verdict} in {_fmt_seconds(r.duration)}"
+        + (f" — {_shown(r.error)}" if r.error else "")
     )
     table = Table(box=None, padding=(0, 2), show_header=True, header_style="bold")
     table.add_column("phase")
@@ -114,7 +141,10 @@ def print_result(r: ProbeResult, console: Console) -> None:
     table.add_column("detail")
     for p in r.phases:
         table.add_row(
-            p.name, "[green]✔[/]" if p.ok else "[red]✖[/]", _fmt_seconds(p.seconds), p.detail
+            p.name,
+            "[green]✔[/]" if p.ok else "[red]✖[/]",
+            _fmt_seconds(p.seconds),
+            _shown(p.detail),
         )
     if r.phases:
         console.print(table)
@@ -136,7 +166,7 @@ def print_result(r: ProbeResult, console: Console) -> None:
             value = ", ".join("lost" if v is None else f"{v * 1000:.2f}" for v in value) + " ms"
         elif isinstance(value, list | tuple) and len(value) > 12:
             value = f"{list(value[:12])} … ({len(value)} in all)"
-        console.print(f"  [dim]{key}:[/] {value}", highlight=False)
+        console.print(f"  [dim]{_shown(key)}:[/] {_shown(value)}", highlight=False)
 
 
 async def run_probe(kind: str, target: str, options: list[str], as_json: bool) -> int:
@@ -181,7 +211,12 @@ def add_parser(sub: Subparsers) -> None:
         metavar="TYPE",
         help=f"{', '.join(PROBE_TYPES[:-1])} or {PROBE_TYPES[-1]}",
     )
-    p.add_argument("target", metavar="TARGET", help="host, host:port, [v6]:port, or a URL for http")
+    p.add_argument(
+        "target",
+        metavar="TARGET",
+        help="host, host:port, [IPv6] or [IPv6]:port (a bare IPv6 address ending like a port is "
+        "refused: write the brackets), or an http(s):// URL for http",
+    )
     p.add_argument(
         "-o",
         "--option",

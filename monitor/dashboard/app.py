@@ -15,6 +15,7 @@ from monitor.dashboard.client import follow
 from monitor.dashboard.model import Snapshot
 from monitor.dashboard.view import render
 from monitor.errors import ConfmonError, UsageError
+from monitor.text import printable
 
 __all__ = ["run_dashboard", "write_snapshot"]
 
@@ -62,21 +63,30 @@ async def write_snapshot(
     """Connect, wait for data, and write one frame as .svg, .html or .txt."""
     kind = path.suffix.lower()
     if kind not in (".svg", ".html", ".txt"):
-        raise UsageError(f"--snapshot {path}: the file must end in .svg, .html or .txt")
+        raise UsageError(
+            f"--snapshot {printable(str(path))}: the file must end in .svg, .html or .txt"
+        )
     snap = Snapshot(url=url)
     connected = asyncio.Event()
-    follower = asyncio.get_running_loop().create_task(follow(url, snap, token, connected=connected))
+    loop = asyncio.get_running_loop()
+    follower = loop.create_task(follow(url, snap, token, connected=connected, retry=False))
+    waiter = loop.create_task(connected.wait())
     try:
-        async with asyncio.timeout(wait):
-            await connected.wait()
-    except TimeoutError:
-        raise ConfmonError(
-            f"no answer from {url} within {wait:g}s ({snap.error or 'no data'})"
-        ) from None
+        # a refused connection or token ends the follower at once; only silence waits
+        done, _ = await asyncio.wait(
+            {follower, waiter}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        if follower in done:
+            follower.result()  # TokenRefused / Unreachable: one line, exit 2 / 1
+        if waiter not in done:
+            raise ConfmonError(
+                f"no answer from {printable(url, 200)} within {wait:g}s ({snap.error or 'no data'})"
+            )
     finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        for task in (follower, waiter):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConfmonError):
+                await task
     console = Console(
         record=True,
         width=width,
@@ -94,4 +104,4 @@ async def write_snapshot(
         else:
             console.save_text(str(path))
     except OSError as exc:
-        raise ConfmonError(f"cannot write {path}: {exc.strerror}") from None
+        raise ConfmonError(f"cannot write {printable(str(path))}: {exc.strerror or exc}") from None

@@ -8,6 +8,14 @@ is marked disconnected (the dashboard shows a stale banner and keeps the last
 known state) and the client reconnects by itself with backoff. Every request
 has a timeout; the stream has a read timeout longer than the server's
 keep-alive interval.
+
+What the user is told at once, without waiting for a timeout: a monitor that
+refuses the token (401/403, :class:`TokenRefused`, exit 2) ends the dashboard,
+since retrying cannot help; with ``retry=False`` (one snapshot) the first
+failed read ends it too (:class:`Unreachable`, exit 1: connection refused, a
+wrong answer). Answers are bounded (:data:`MAX_ANSWER`) and checked by the model
+(:class:`~monitor.dashboard.model.BadAnswer`); a server sending HTML, 50 MB or
+JSON of the wrong shape is one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,38 +27,78 @@ from typing import Any
 
 import aiohttp
 
-from monitor.dashboard.model import Snapshot
+from monitor.dashboard.model import BadAnswer, Snapshot
+from monitor.errors import ConfmonError
+from monitor.text import printable
 
-__all__ = ["follow"]
+__all__ = ["MAX_ANSWER", "TokenRefused", "Unreachable", "follow"]
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
+MAX_ANSWER = 32 << 20
+"""Largest answer read from the API, in bytes (450 points take about 250 KB)."""
+
+#: what a failed read can raise; anything else is a bug
+_FAILURES = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+
+
+class TokenRefused(ConfmonError):
+    """The monitor answered 401 or 403: the token is wrong or missing."""
+
+    exit_code = 2
+
+
+class Unreachable(ConfmonError):
+    """The first read of a one-shot client failed (refused, reset, a wrong answer)."""
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url, timeout=_TIMEOUT) as resp:
         if resp.status != 200:
+            head = await resp.content.read(200)
             raise aiohttp.ClientResponseError(
                 resp.request_info,
                 resp.history,
                 status=resp.status,
-                message=(await resp.text())[:200],
+                message=printable(head.decode("utf-8", "replace"), 200),
             )
-        return await resp.json()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > MAX_ANSWER:
+                raise BadAnswer(f"the answer is larger than {MAX_ANSWER >> 20} MiB")
+            chunks.append(chunk)
+    return _json(b"".join(chunks))
+
+
+def _json(data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise BadAnswer("the answer is nested too deeply") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise BadAnswer(f"the answer is not JSON ({exc})") from None
+
+
+def _field(answer: Any, key: str) -> Any:
+    if not isinstance(answer, dict) or key not in answer:
+        raise BadAnswer(f"the answer has no {key!r}")
+    return answer[key]
 
 
 async def _full_read(session: aiohttp.ClientSession, base: str, snap: Snapshot) -> None:
     status, points = await asyncio.gather(
         _get(session, f"{base}/api/v1/status"), _get(session, f"{base}/api/v1/points")
     )
-    snap.apply_points(points["points"])
+    snap.apply_points(_field(points, "points"))
     snap.apply_summary(status)
     if snap.last_event_id is None:
         # first connect: the recent history, then the stream from its newest id; after a
         # reconnect the stream replays what was missed (Last-Event-ID), so the list
         # neither loses nor repeats an event
         events = await _get(session, f"{base}/api/v1/events?limit=50")
-        snap.apply_events(events["events"])
+        snap.apply_events(_field(events, "events"))
 
 
 async def _refresh_points(
@@ -60,8 +108,8 @@ async def _refresh_points(
         await asyncio.sleep(every)
         try:
             points = await _get(session, f"{base}/api/v1/points")
-            snap.apply_points(points["points"])
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
+            snap.apply_points(_field(points, "points"))
+        except _FAILURES as exc:
             # the stream still carries state changes; say the figures are stale, try again
             snap.error = f"figures not refreshed: {_describe(exc)}"
 
@@ -85,7 +133,7 @@ async def _stream(
             if line.startswith("event: "):
                 kind = line[7:]
             elif line.startswith("data: ") and kind:
-                data = json.loads(line[6:])
+                data = _json(line[6:])
                 if kind == "state":
                     snap.apply_state(data)
                 elif kind in ("summary", "hello"):
@@ -103,13 +151,17 @@ async def follow(
     token: str | None = None,
     refresh: float = 5.0,
     connected: asyncio.Event | None = None,
+    *,
+    retry: bool = True,
 ) -> None:
     """Keep ``snap`` up to date with the monitor at ``base`` until cancelled.
 
     ``connected`` is set once the first full read succeeded and the stream is open.
+    A refused token raises :class:`TokenRefused` at once; with ``retry=False`` a
+    failure before ``connected`` raises :class:`Unreachable` instead of retrying.
     """
     base = base.rstrip("/")
-    snap.url = base
+    snap.url = printable(base, 200)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     backoff = 0.5
     async with aiohttp.ClientSession(headers=headers, trust_env=False) as session:
@@ -122,9 +174,13 @@ async def follow(
                 )
                 backoff = 0.5
                 await _stream(session, base, snap, connected)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as exc:
+            except _FAILURES as exc:
+                if isinstance(exc, aiohttp.ClientResponseError) and exc.status in (401, 403):
+                    raise TokenRefused(_refusal(exc.status, token)) from None
                 snap.connected = False
                 snap.error = _describe(exc)
+                if not retry and (connected is None or not connected.is_set()):
+                    raise Unreachable(f"cannot read {snap.url}: {snap.error}") from None
             finally:
                 if refresher is not None:
                     refresher.cancel()
@@ -134,15 +190,24 @@ async def follow(
             backoff = min(backoff * 2, 5.0)
 
 
+def _refusal(status: int, token: str | None) -> str:
+    if token is None:
+        return f"the monitor wants a token (HTTP {status}): pass --token or set CONFMON_API_TOKEN"
+    return f"the monitor refused the token (HTTP {status}): check --token or CONFMON_API_TOKEN"
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"HTTP {exc.status}" + (" (wrong or missing --token?)" if exc.status == 401 else "")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return (
+        reason = (
             "connection refused"
             if isinstance(exc.os_error, ConnectionRefusedError)
             else str(exc.os_error)
         )
+        return printable(reason, 200)
     if isinstance(exc, TimeoutError):
         return "timed out"
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, BadAnswer):
+        return f"unexpected answer from the monitor: {exc}"
+    return printable(str(exc) or type(exc).__name__, 200)

@@ -1,19 +1,104 @@
 """What the dashboard shows, built from the monitor's JSON API and SSE messages.
 
 Pure data and pure updates, so rendering can be tested without a server.
+
+Everything read from the server is checked here, at the boundary, so that the
+view can trust it: a message of the wrong shape (a list where an object
+belongs, a name that is a number, a time in the year 30,000) raises
+:class:`BadAnswer` (a :class:`ValueError`, which the client reports as a failed
+read), an unknown state reads as ``unknown``, and every text (names, reasons,
+ids) goes through :func:`monitor.text.printable`, so a name holding ESC
+sequences shows as ``\x1b[2J`` instead of clearing the operator's screen or a
+snapshot.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STATE_ORDER", "DistrictView", "PointView", "Snapshot"]
+from monitor.text import printable
+
+__all__ = ["STATE_ORDER", "BadAnswer", "DistrictView", "PointView", "Snapshot"]
 
 #: states from worst to best, for sorting "needs attention"
 STATE_ORDER = ("down", "unreachable", "degraded", "unknown", "maintenance", "up")
+
+#: longest text kept from the server (a name, a reason), in characters
+TEXT_LIMIT = 200
+#: latest time accepted from the server, in Unix seconds (year 5138): datetime's range is wider
+LATEST = 1e11
+
+
+class BadAnswer(ValueError):
+    """The monitor answered something of the wrong shape; the message says what."""
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadAnswer(f"{what} is not a JSON object")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise BadAnswer(f"{what} is not a JSON list")
+    return value
+
+
+def _text(value: object, what: str, default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str):
+        raise BadAnswer(f"{what} is not a string")
+    return printable(value, TEXT_LIMIT)
+
+
+def _number(value: object, what: str, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadAnswer(f"{what} is not a number")
+    number = float(value)
+    if not (math.isfinite(number) and low <= number <= high):
+        raise BadAnswer(f"{what} is out of range")
+    return number
+
+
+def _optional_number(value: object, what: str) -> float | None:
+    return None if value is None else _number(value, what)
+
+
+def _time(value: object, what: str) -> float:
+    return 0.0 if value is None else _number(value, what, 0.0, LATEST)
+
+
+def _state(value: object) -> str:
+    return value if isinstance(value, str) and value in STATE_ORDER else "unknown"
+
+
+def _metrics(value: object, what: str) -> dict[str, float | None]:
+    m = _object(value, what) if value is not None else {}
+    return {k: _optional_number(m.get(k), f"{what}.{k}") for k in ("rtt", "jitter", "loss", "mos")}
+
+
+def event_from_api(value: object) -> dict[str, Any]:
+    """One state change from ``/api/v1/events`` or the stream, checked and made printable."""
+    e = _object(value, "an event")
+    eid = e.get("id")
+    if eid is not None and (isinstance(eid, bool) or not isinstance(eid, int) or eid < 0):
+        raise BadAnswer("an event's id is not a whole number")
+    return {
+        "id": eid,
+        "point": _text(e.get("point"), "an event's point"),
+        "name": _text(e.get("name"), "an event's name", default=""),
+        "from": _state(e.get("from")),
+        "to": _state(e.get("to")),
+        "at": _time(e.get("at"), "an event's time"),
+        "reason": _text(e.get("reason"), "an event's reason", default=""),
+        "metrics": _metrics(e.get("metrics"), "an event's metrics"),
+    }
 
 
 @dataclass
@@ -34,21 +119,25 @@ class PointView:
     mos: float | None = None
 
     @classmethod
-    def from_api(cls, p: dict[str, Any]) -> PointView:
-        m = p.get("metrics") or {}
+    def from_api(cls, value: object) -> PointView:
+        """One point of ``/api/v1/points``; :class:`BadAnswer` if it has the wrong shape."""
+        p = _object(value, "a point")
+        pid = _text(p.get("id"), "a point's id")
+        m = _metrics(p.get("metrics"), f"point {pid}: metrics")
+        parent = p.get("parent")
         return cls(
-            id=p["id"],
-            name=p["name"],
-            district=p["district"],
-            level=p.get("level", ""),
-            parent=p.get("parent"),
-            state=p["state"],
-            since=float(p.get("since") or 0.0),
-            reason=p.get("reason") or "",
-            rtt=m.get("rtt"),
-            jitter=m.get("jitter"),
-            loss=m.get("loss"),
-            mos=m.get("mos"),
+            id=pid,
+            name=_text(p.get("name"), f"point {pid}: name"),
+            district=_text(p.get("district"), f"point {pid}: district"),
+            level=_text(p.get("level"), f"point {pid}: level", default=""),
+            parent=None if parent is None else _text(parent, f"point {pid}: parent"),
+            state=_state(p.get("state")),
+            since=_time(p.get("since"), f"point {pid}: since"),
+            reason=_text(p.get("reason"), f"point {pid}: reason", default=""),
+            rtt=m["rtt"],
+            jitter=m["jitter"],
+            loss=m["loss"],
+            mos=m["mos"],
         )
 
 
@@ -83,47 +172,65 @@ class Snapshot:
 
     # --- updates --------------------------------------------------------------------------
 
-    def apply_summary(self, s: dict[str, Any]) -> None:
-        self.name = s.get("name", self.name)
-        self.counts = dict(s.get("states", self.counts))
-        self.readiness = float(s.get("readiness", self.readiness))
-        self.readiness_target = float(s.get("readiness_target", self.readiness_target))
-        sched = s.get("scheduler") or {}
-        self.last_cycle = sched.get("last_cycle_seconds", self.last_cycle)
+    def apply_summary(self, value: object) -> None:
+        """``/api/v1/status`` or a ``summary``/``hello`` message; :class:`BadAnswer` if malformed."""
+        s = _object(value, "the status")
+        name = _text(s.get("name"), "the status's name", default=self.name)
+        states = s.get("states")
+        counts = dict(self.counts)
+        if states is not None:
+            counts = {
+                _text(k, "a state"): int(_number(v, f"the count of {k!r}", 0, 1e9))
+                for k, v in _object(states, "the status's states").items()
+            }
+        readiness = s.get("readiness", self.readiness)
+        target = s.get("readiness_target", self.readiness_target)
+        sched = _object(s.get("scheduler") or {}, "the status's scheduler")
+        cycle = sched.get("last_cycle_seconds", self.last_cycle)
+        agents = self.agents
         if "agents" in s:
-            self.agents = {a["id"]: bool(a["online"]) for a in s["agents"]}
+            agents = {}
+            for a in _list(s["agents"], "the status's agents"):
+                agent = _object(a, "an agent")
+                agents[_text(agent.get("id"), "an agent's id")] = agent.get("online") is True
+        # checked whole before any of it is applied: a bad answer changes nothing
+        self.name = name
+        self.counts = counts
+        self.readiness = _number(readiness, "the readiness", 0.0, 1.0)
+        self.readiness_target = _number(target, "the readiness target", 0.0, 1.0)
+        self.last_cycle = _optional_number(cycle, "the last cycle's seconds")
+        self.agents = agents
         self.touch()
 
-    def apply_points(self, points: list[dict[str, Any]]) -> None:
-        self.points = {p["id"]: PointView.from_api(p) for p in points}
+    def apply_points(self, points: object) -> None:
+        """The ``points`` list of ``/api/v1/points``; :class:`BadAnswer` if malformed."""
+        views = [PointView.from_api(p) for p in _list(points, "the points")]
+        self.points = {p.id: p for p in views}
         self.touch()
 
-    def apply_events(self, events: list[dict[str, Any]]) -> None:
+    def apply_events(self, events: object) -> None:
         """Events as /api/v1/events gives them (newest first)."""
+        checked = [event_from_api(e) for e in _list(events, "the events")]
         self.events.clear()
-        for e in reversed(events):
+        for e in reversed(checked):
             self.events.append(e)
-        self.last_event_id = max((int(e.get("id", 0)) for e in events), default=0)
+        self.last_event_id = max((e["id"] or 0 for e in checked), default=0)
 
-    def apply_state(self, e: dict[str, Any]) -> None:
+    def apply_state(self, value: object) -> None:
         """One ``state`` message from the stream (one already applied, by id, is ignored)."""
-        eid = e.get("id")
-        if isinstance(eid, int):
+        e = event_from_api(value)
+        eid = e["id"]
+        if eid is not None:
             if self.last_event_id is not None and eid <= self.last_event_id:
                 return
             self.last_event_id = eid
         p = self.points.get(e["point"])
         if p is not None:
             p.state = e["to"]
-            p.since = float(e["at"])
-            p.reason = e.get("reason", "")
-            m = e.get("metrics") or {}
-            p.rtt, p.jitter, p.loss, p.mos = (
-                m.get("rtt"),
-                m.get("jitter"),
-                m.get("loss"),
-                m.get("mos"),
-            )
+            p.since = e["at"]
+            p.reason = e["reason"]
+            m = e["metrics"]
+            p.rtt, p.jitter, p.loss, p.mos = m["rtt"], m["jitter"], m["loss"], m["mos"]
         self.events.append(e)
         self.touch()
 

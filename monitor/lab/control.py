@@ -13,8 +13,11 @@ address (it has no authentication, so it refuses any other address):
 - ``DELETE /impairments/{point}`` heals one point, ``DELETE /impairments`` all: 204.
 - ``GET /stats`` -> reply counters of the lab.
 
-Every error is JSON ``{"error": "..."}``: 400 for a body that is not JSON or a
-bad value, 404 for an unknown point or path, 405 for a wrong method.
+Every error is JSON ``{"error": "..."}``: 400 for a body that is not JSON (or is
+JSON nested deeper than :data:`MAX_DEPTH`, or not an object) or a bad value,
+404 for an unknown point or path, 405 for a wrong method, 413 for a body over
+64 KiB. An impairment is a flat object, so the depth is checked before the body
+is parsed: a body nested 30,000 deep is a 400 at once, not a ``RecursionError``.
 aiohttp serves it: one site, where routing and JSON handling are worth a library
 (the 10,000 status pages use :mod:`monitor.lab.http` instead).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,13 +35,18 @@ from aiohttp import web
 from monitor.errors import ConfmonError
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab, UnknownPointError
+from monitor.text import printable
 
 __all__ = ["DEFAULT_CONTROL_PORT", "ControlServer"]
 
 DEFAULT_CONTROL_PORT = 9109
 _MAX_BODY = 64 * 1024
+MAX_DEPTH = 8
+"""Deepest nesting of ``[`` and ``{`` accepted in a body (an impairment needs 1)."""
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger("confmon.lab")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -60,6 +69,41 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason)
+    except Exception as exc:  # a bug: a JSON 500 and one log line, not a page and a traceback
+        log.error(
+            "lab control: %s %s failed: %s: %s",
+            request.method,
+            printable(request.path, 200),
+            type(exc).__name__,
+            printable(str(exc), 200),
+        )
+        return _error(500, "internal error in the lab's control API")
+
+
+def _depth(body: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text, brackets inside strings not counted.
+
+    Linear, without recursion; a body that is not JSON gets some number and is
+    refused by the parser afterwards.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 class ControlServer:
@@ -144,9 +188,12 @@ class ControlServer:
     async def _update(self, request: web.Request, base: Impairment | None) -> web.Response:
         point = request.match_info["point"]
         current = self.lab.impairment(point)  # 404 before looking at the body
+        body = await request.read()
+        if _depth(body) > MAX_DEPTH:
+            return _error(400, f"the body is nested deeper than {MAX_DEPTH} levels")
         try:
-            data = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return _error(400, f"the body is not JSON: {exc}")
         try:
             impairment = Impairment.from_json(data, base if base is not None else current)

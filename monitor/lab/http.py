@@ -99,7 +99,8 @@ class HttpResponder(StreamResponder):
             self._fail(501)
             return
         length_text = headers.get("content-length", "0")
-        if not length_text.isdigit():
+        # ASCII digits only ('²'.isdigit() is true, int('²') raises), and few of them
+        if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 12:
             self._fail(400)
             return
         if int(length_text) > MAX_BODY:

@@ -9,8 +9,6 @@ its first call; :mod:`monitor.probes.http` re-exports both names.
 
 from __future__ import annotations
 
-import re
-import urllib.parse
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -19,6 +17,7 @@ from monitor.core.results import ProbeResult
 from monitor.inventory.types import Duration, Port, Strict
 from monitor.probes.base import ProbeContext
 from monitor.probes.spec import ProbeSpec, timeout_deadline
+from monitor.text import has_control, quoted
 
 __all__ = ["SPEC", "HttpSettings", "probe", "settings_from_url"]
 
@@ -37,19 +36,28 @@ class HttpSettings(Strict):
 
     @field_validator("path")
     @classmethod
-    def _path_starts_with_slash(cls, value: str) -> str:
+    def _path_is_a_request_target(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise ValueError(f"{value!r} must start with '/'")
+            raise ValueError(f"{quoted(value)} must start with '/'")
+        if has_control(value) or any(c.isspace() for c in value):
+            # the client would strip or escape them silently, and request another page
+            raise ValueError(
+                f"{quoted(value)} holds a space or a control character: percent-encode it (%20)"
+            )
+        if len(value) > 2048:
+            raise ValueError(f"the path is {len(value)} characters long; at most 2048")
         return value
 
     @field_validator("body_regex")
     @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
+    def _regex_runs_in_re2(cls, value: str | None) -> str | None:
         if value is not None:
+            from monitor.probes.pattern import PatternError, compile_pattern
+
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+                compile_pattern(value)
+            except PatternError as exc:
+                raise ValueError(f"{quoted(value)} is not a pattern RE2 can run: {exc}") from None
         return value
 
 
@@ -64,16 +72,16 @@ def settings_from_url(target: str) -> tuple[str, dict[str, Any]]:
     """The host of an ``http://`` or ``https://`` URL and the settings it implies.
 
     ``scheme``, ``path`` (with the query) and ``port`` when the URL names one;
-    :class:`ValueError` for any other URL.
+    :class:`ValueError` (one line saying what is wrong) for any other URL. The
+    authority is read as every probe target is (:func:`monitor.probes.target.parse_url`).
     """
-    url = urllib.parse.urlsplit(target)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise ValueError(f"{target!r} is not an http:// or https:// URL")
-    implied: dict[str, Any] = {"scheme": url.scheme}
-    if url.port:
-        implied["port"] = url.port
-    implied["path"] = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    return url.hostname, implied
+    from monitor.probes.target import parse_url
+
+    url = parse_url(target)
+    implied: dict[str, Any] = {"scheme": url.scheme, "path": url.path}
+    if url.target.port is not None:
+        implied["port"] = url.target.port
+    return url.target.host, implied
 
 
 SPEC = ProbeSpec(
