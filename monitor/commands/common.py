@@ -38,7 +38,10 @@ class Parser(argparse.ArgumentParser):
     """argparse, but bad usage is a :class:`UsageError` (one line, exit 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+        # the CLI puts "confmon: " in front; the command's name follows it once
+        command = self.prog.removeprefix("confmon").strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see '{self.prog} --help')")
 
 
 def add_logging_options(p: argparse.ArgumentParser) -> None:

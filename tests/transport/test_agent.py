@@ -20,7 +20,7 @@ from tests.commands.running import hanoi_lab
 from tests.helpers import eventually as until
 from tests.mosquitto import SERVER_USER, Broker
 
-HANOI = hanoi_lab("127.71.0.1", interval=1.0, stale_after=5.0)
+HANOI = hanoi_lab("127.71.0.1", interval=1.0, stale_after=10.0)
 #: two districts of the lab: 30 points or so
 POINTS = [p.id for p in HANOI.points.values() if p.district in ("ba-vi", "son-tay")]
 
