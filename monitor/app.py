@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from monitor.core.service import Monitor
 from monitor.errors import ConfmonError, IcmpNotPermitted
@@ -50,6 +50,10 @@ from monitor.outputs.httpserver import DEFAULT_MAX_CONNECTIONS, ApiServer, bind
 from monitor.probes.base import ProbeContext
 from monitor.threads import bounded
 from monitor.transport.local import LOCAL_AGENT, LocalTransport, check_icmp, needs_icmp
+from monitor.transport.mqtt import BrokerConfig
+
+if TYPE_CHECKING:
+    from monitor.transport.server import BrokerTransport
 
 __all__ = ["App", "AppOptions", "open_app", "serve"]
 
@@ -74,6 +78,8 @@ class AppOptions:
     drop: Callable[[str], bool] | None = None
     #: probe locally (``run``, ``demo``); a server gets results from agents instead
     probe: bool = True
+    #: ``confmon server``: take results from agents through this broker
+    broker: BrokerConfig | None = None
     #: connections the API holds at once (fewer if the open-file limit is short)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: ``/metrics`` needs the token too
@@ -86,7 +92,7 @@ class App:
 
     monitor: Monitor
     opts: AppOptions
-    transport: LocalTransport | None = None
+    transport: LocalTransport | BrokerTransport | None = None
     api: ApiServer | None = None
     notices: list[str] = field(default_factory=list)
     #: probes left out of every inventory this app runs (``--no-icmp``, or ICMP not permitted)
@@ -115,7 +121,7 @@ class App:
                 log.error("reload failed, keeping the running config: %s", exc)
                 raise
             new = new.without_probes(self.disabled)
-            if needs_icmp(new) and not needs_icmp(self.monitor.inv):
+            if self.opts.probe and needs_icmp(new) and not needs_icmp(self.monitor.inv):
                 new = await self._check_new_icmp(new)
             if self.transport is not None:
                 # the probing side first: if it cannot take the new config, nothing changed
@@ -193,6 +199,8 @@ async def open_app(inv: Inventory, opts: AppOptions) -> AsyncIterator[App]:
         await monitor.start()
         if opts.probe:
             await _start_transport(app)
+        elif opts.broker is not None:
+            await _start_broker(app, opts.broker)
         if sockets:
             reload = app.reload if opts.config_path is not None else None
             app.api = await start_api(
@@ -239,6 +247,18 @@ async def _stop(app: App, sockets: list[socket.socket]) -> None:
     for sock in sockets:  # bound but never served (start-up stopped before the API)
         sock.close()
     await monitor.stop()
+
+
+async def _start_broker(app: App, broker: BrokerConfig) -> None:
+    from monitor.transport.server import BrokerTransport
+
+    monitor = app.monitor
+    transport = BrokerTransport(monitor, broker)
+    monitor.telemetry.watch_agents(transport.liveness)
+    monitor.broker_stats = transport.stats
+    monitor.agent_listing = transport.listing
+    await transport.start()
+    app.transport = transport
 
 
 async def _start_transport(app: App) -> None:

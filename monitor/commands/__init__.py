@@ -15,6 +15,7 @@ COMMANDS = (
     "check_config",
     "run",
     "agent",
+    "server",
     "probe",
     "demo",
     "rollcall",

@@ -27,8 +27,15 @@ from monitor.outputs.httpserver import DEFAULT_MAX_CONNECTIONS
 if TYPE_CHECKING:
     from monitor.app import App
     from monitor.inventory import Inventory
+    from monitor.transport.mqtt import BrokerConfig
 
-__all__ = ["RunOptions", "default_state_db", "run_monitor"]
+__all__ = [
+    "RunOptions",
+    "add_serving_options",
+    "default_state_db",
+    "run_monitor",
+    "serve_from_args",
+]
 
 log = logging.getLogger("confmon")
 
@@ -44,6 +51,8 @@ class RunOptions:
     icmp: bool = True
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     metrics_auth: bool = False
+    #: ``confmon server``: results come from agents through this broker; nothing is probed
+    broker: BrokerConfig | None = None
 
 
 def default_state_db(config: Path) -> Path:
@@ -65,14 +74,18 @@ async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
         icmp="on" if opts.icmp else "off",
         max_connections=opts.max_connections,
         metrics_auth=opts.metrics_auth,
+        probe=opts.broker is None,
+        broker=opts.broker,
     )
 
     def started(app: App) -> None:
         host, port = opts.listen
+        source = f"agents through {opts.broker}" if opts.broker else "probing"
         log.info(
-            "monitoring %d points from %s; metrics and API on http://%s:%d/ ; events in %s",
+            "monitoring %d points from %s (%s); metrics and API on http://%s:%d/ ; events in %s",
             len(app.inv.points),
             opts.config,
+            source,
             f"[{host}]" if ":" in host else host,
             port,
             state_db,
@@ -85,7 +98,8 @@ async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
 # --- the command line -----------------------------------------------------------------
 
 
-def _handle(args: argparse.Namespace) -> int:
+def serve_from_args(args: argparse.Namespace, broker: BrokerConfig | None = None) -> int:
+    """``confmon run`` (``broker`` None) or ``confmon server``, from their parsed options."""
     import asyncio
 
     from monitor.inventory import load_inventory
@@ -102,25 +116,21 @@ def _handle(args: argparse.Namespace) -> int:
         listen=listen,
         state_db=Path(args.state_db) if args.state_db else None,
         token=token,
-        icmp=not args.no_icmp,
+        icmp=not getattr(args, "no_icmp", False),
         max_connections=args.max_connections,
         metrics_auth=args.metrics_auth,
+        broker=broker,
     )
     setup_logging(args.log_format, args.log_level)
     return asyncio.run(run_monitor(inv, opts))
 
 
-def add_parser(sub: Subparsers) -> None:
-    """Register ``confmon run``."""
-    p = sub.add_parser(
-        "run",
-        help="single-node monitor: probes, health, /metrics and API, event log",
-        description=(
-            "Probe every point of the inventory, keep their health, and serve /metrics, the "
-            "JSON API (/api/v1/...) and an SSE stream. SIGHUP or POST /-/reload re-reads the "
-            "config; SIGINT/SIGTERM stop cleanly."
-        ),
-    )
+def _handle(args: argparse.Namespace) -> int:
+    return serve_from_args(args)
+
+
+def add_serving_options(p: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``server`` share: the config, the API, the event log."""
     p.add_argument("-c", "--config", required=True, metavar="FILE", help="inventory YAML")
     p.add_argument(
         "--listen",
@@ -152,6 +162,20 @@ def add_parser(sub: Subparsers) -> None:
         help="HTTP connections held at once; at the cap the oldest idle one makes room "
         "(default: %(default)s)",
     )
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``confmon run``."""
+    p = sub.add_parser(
+        "run",
+        help="single-node monitor: probes, health, /metrics and API, event log",
+        description=(
+            "Probe every point of the inventory, keep their health, and serve /metrics, the "
+            "JSON API (/api/v1/...) and an SSE stream. SIGHUP or POST /-/reload re-reads the "
+            "config; SIGINT/SIGTERM stop cleanly."
+        ),
+    )
+    add_serving_options(p)
     p.add_argument(
         "--no-icmp", action="store_true", help="do not run ICMP probes (no raw/ping socket needed)"
     )

@@ -89,6 +89,7 @@ class Ingest:
     ) -> None:
         self._sink = sink
         self.vantages = vantages or Vantages(fresh=2 * inv.settings.interval)
+        self._set_freshness(inv)
         #: point -> the agents assigned it, for the points assigned to more than one
         self._peers: dict[str, tuple[str, ...]] = {}
         self._telemetry = telemetry
@@ -109,7 +110,16 @@ class Ingest:
         self._points = inv.points
         self._targets = {p.id: p.host for p in inv.points.values()}
         self._last_at = {k: v for k, v in self._last_at.items() if k[0] in inv.points}
-        self.vantages.fresh = 2 * inv.settings.interval
+        self._set_freshness(inv)
+
+    def _set_freshness(self, inv: Inventory) -> None:
+        """How long another vantage's result overrules a failure: two intervals, plus the
+        probe's own period for media (it runs every ``media.every``)."""
+        two = 2 * inv.settings.interval
+        self.vantages.fresh = two
+        self.vantages.loss_limit = inv.thresholds.loss
+        every = [p.media.every for p in inv.profiles.values() if p.media is not None]
+        self.vantages.fresh_for = {"media": max(every) + two} if every else {}
 
     def assign(self, agent: str, points: Iterable[str] | None) -> None:
         """Let ``agent`` report ``points`` (``None``: every point of the inventory)."""

@@ -37,7 +37,8 @@ class Monitor:
     """Owns the current inventory and health; fans state changes out durably, then live.
 
     Use ``await monitor.start()`` and ``await monitor.stop()`` (or the composition root).
-    ``scheduler_stats`` is a provider of the probing side's figures for the summary.
+    ``scheduler_stats`` is a provider of the probing side's figures for the summary;
+    a server sets ``broker_stats`` and ``agent_listing`` the same way.
     """
 
     def __init__(
@@ -61,6 +62,9 @@ class Monitor:
         self.started_at = time.time()
         self.ready = False
         self.scheduler_stats: Callable[[], dict[str, Any] | None] = lambda: None
+        #: a server's: the broker connection's state, and the agents (``/api/v1/agents``)
+        self.broker_stats: Callable[[], dict[str, Any]] | None = None
+        self.agent_listing: Callable[[], list[dict[str, Any]]] = list
         self._ticker_task: asyncio.Task[None] | None = None
         self._overruns_seen = 0
         self._stopped = False
@@ -231,6 +235,7 @@ class Monitor:
             **self.model.summary(),
             "scheduler": self.scheduler_stats(),
             "event_log": self._event_log_status(),
+            **({"broker": self.broker_stats()} if self.broker_stats is not None else {}),
         }
 
     def _event_log_status(self) -> dict[str, Any] | None:

@@ -7,22 +7,23 @@ networks. Their results are not averaged: for each point one vantage is
 cycle as in single-vantage mode. The other vantage's latest result per probe is
 kept, and decides in two cases:
 
-- the active vantage **fails** while the other saw the point answer within
-  ``fresh`` seconds: the failure is not forwarded, and the other becomes active
-  (the trouble is on the first vantage's side of the network, not at the room);
+- the active vantage **fails**, or loses more packets than the loss threshold (a
+  media run cut half-way by its own uplink), while the other saw the point answer
+  cleanly within ``fresh`` seconds: the result is not forwarded, and the other becomes
+  active (the trouble is on the first vantage's side of the network, not at the room);
 - the other vantage **succeeds** while the active one's latest result failed:
   it becomes active and its result is forwarded (the room is reachable).
 
-So a failure reaches the health model only when no healthy vantage has seen the
-point answer recently.
+So a failure (or heavy loss, hence ``degraded``) reaches the health model only when
+no healthy vantage has seen the point answer cleanly recently.
 
 **A vantage whose own uplink is bad** contradicts the other on most of the
 points they share. Each agent keeps, per shared point, whether its latest
 failure was contradicted by the other vantage; when that is true of at least
 :data:`IMPAIRED_SHARE` of its shared points (and at least :data:`IMPAIRED_MIN`
 points), the agent is *impaired*: its failures are ignored from then on and it is
-reported as such (``/api/v1/agents``, ``confmon_agent_vantage_impaired``, one log
-line), instead of its 200 points going red. It is healthy again when fewer than
+reported as such (``"vantage": "impaired"`` in ``/api/v1/agents``, one log line),
+instead of its 200 points going red. It is healthy again when fewer than
 :data:`RECOVERED_SHARE` of its shared points contradict the other.
 """
 
@@ -46,12 +47,23 @@ class Vantages:
     """Chooses, per replicated point, whose results count (see the module docstring).
 
     ``fresh`` is how old another vantage's success may be and still overrule a failure
-    (the server uses two probe intervals). ``on_change(agent, impaired)`` is called when
+    (the server uses two probe intervals; ``fresh_for`` gives probes on a longer period of
+    their own, such as media every 30 s, their period on top). ``on_change(agent, impaired)`` is called when
     an agent becomes impaired or recovers.
     """
 
-    def __init__(self, fresh: float, on_change: Callable[[str, bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        fresh: float,
+        on_change: Callable[[str, bool], None] | None = None,
+        fresh_for: dict[str, float] | None = None,
+    ) -> None:
         self.fresh = fresh
+        #: a result losing more than this share of its packets is not a "good" answer: the
+        #: room is degraded only when every healthy vantage sees the loss (thresholds.loss)
+        self.loss_limit = 1.0
+        #: per probe, for probes on a longer period of their own (media every 30 s)
+        self.fresh_for = fresh_for or {}
         self._on_change = on_change
         #: (point, probe) -> agent -> (ok, at) of that agent's latest result
         self._latest: dict[tuple[str, str], dict[str, tuple[bool, float]]] = {}
@@ -95,29 +107,31 @@ class Vantages:
         ``peers`` are every agent assigned ``point`` (``agent`` among them).
         """
         seen = self._latest.setdefault((point, r.probe), {})
-        seen[agent] = (r.ok, r.at)
+        good = r.ok and (r.loss is None or r.loss <= self.loss_limit)
+        seen[agent] = (good, r.at)
         others = [
             (other, seen[other])
             for other in peers
             if other != agent and other in seen and other not in self._impaired
         ]
-        fresh_ok = any(ok and r.at - at <= self.fresh for _, (ok, at) in others)
-        self._mark(agent, point, contradicted=not r.ok and fresh_ok)
-        if r.ok:
+        fresh = self.fresh_for.get(r.probe, self.fresh)
+        fresh_ok = any(ok and r.at - at <= fresh for _, (ok, at) in others)
+        self._mark(agent, point, contradicted=not good and fresh_ok)
+        if good:
             for other, (ok, at) in others:
-                if not ok and abs(r.at - at) <= self.fresh:
+                if not ok and abs(r.at - at) <= fresh:
                     self._mark(other, point, contradicted=True)
-        if not r.ok and agent in self._impaired:
+        if not good and agent in self._impaired:
             return False  # its own uplink is bad: its failures say nothing about the room
         active = self._active.get(point)
         if active is None or active not in peers or active in self._impaired:
             self._active[point] = active = agent
         if agent == active:
-            if r.ok or not fresh_ok:
+            if good or not fresh_ok:
                 return True  # a success, or a failure every healthy vantage agrees with
             self._active[point] = next(other for other, (ok, _) in others if ok)
             return False
-        if r.ok:
+        if good:
             latest = seen.get(active)
             if latest is not None and not latest[0]:
                 self._active[point] = agent  # the active vantage fails; this one sees the room

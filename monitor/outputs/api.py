@@ -307,6 +307,11 @@ async def status(request: web.Request) -> web.Response:
     return _json(request.app[MONITOR].summary())
 
 
+async def agents(request: web.Request) -> web.Response:
+    """The agents a server knows (online, last seen, points, results); none in ``run``."""
+    return _json({"agents": request.app[MONITOR].agent_listing()})
+
+
 async def points(request: web.Request) -> web.Response:
     m = request.app[MONITOR]
     district = request.query.get("district")
@@ -529,6 +534,7 @@ def make_app(
     app.on_cleanup.append(_close_errors)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/agents", agents)
     app.router.add_get("/api/v1/points", points)
     app.router.add_get("/api/v1/points/{id}", point)
     app.router.add_get("/api/v1/districts", districts)

@@ -242,10 +242,15 @@ class Telemetry:
             "confmon_state_changes", "State changes, by new state.", ["state"], registry=r
         )
         if agents is not None:
-            r.register(_AgentCollector(agents))
+            self.watch_agents(agents)
         for probe in MEASURES:
             for result in ("success", "failure"):
                 self.probes.labels(probe, result)
+
+    def watch_agents(self, agents: Callable[[], dict[str, tuple[bool, float]]]) -> None:
+        """Export ``confmon_agent_up`` and ``..._last_seen_...`` from ``agents`` (agent ->
+        (online, last seen)), read at scrape time."""
+        self.registry.register(_AgentCollector(agents))
 
     def render(self) -> str:
         """These metrics as text format."""

@@ -165,6 +165,8 @@ def parse_broker(
     elif env.get(PASSWORD_ENV):
         password = env[PASSWORD_ENV]
     if password is not None and not user:
+        user = default_user
+    if password is not None and not user:
         raise UsageError(
             f"a broker password is set but no user name (--username or {USERNAME_ENV})"
         )

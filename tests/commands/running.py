@@ -93,9 +93,14 @@ async def start_run(
     state_db: Path | None = None,
     name: str = "run",
     preexec_fn: Callable[[], object] | None = None,
+    command: str = "run",
+    env: dict[str, str] | None = None,
 ) -> Running:
-    """Start ``confmon run`` on ``inv`` (written to tmp_path), JSON logs to a file;
-    ``preexec_fn`` runs in the child before it starts (e.g. to lower its limits)."""
+    """Start ``confmon run`` (or ``command``: ``server``) on ``inv`` (written to tmp_path),
+    JSON logs to a file; ``preexec_fn`` runs in the child before it starts (e.g. to lower
+    its limits); ``env`` is added to the child's environment."""
+    import os
+
     config = tmp_path / "lab-hanoi.yaml"
     if not config.exists():
         config.write_text(to_yaml(inv), encoding="utf-8")
@@ -107,14 +112,14 @@ async def start_run(
             sys.executable,
             "-m",
             "monitor",
-            "run",
+            command,
             "-c",
             str(config),
             "--listen",
             f"127.0.0.1:{port}",
             "--state-db",
             str(db),
-            "--no-icmp",
+            *(["--no-icmp"] if command == "run" else []),
             "--log-format",
             "json",
             *args,
@@ -122,6 +127,7 @@ async def start_run(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
             preexec_fn=preexec_fn,
+            env={**os.environ, **(env or {})},
         )
     return Running(proc, f"http://127.0.0.1:{port}", config, db, log_path, aiohttp.ClientSession())
 

@@ -107,3 +107,15 @@ def test_a_lost_vantage_leaves_the_other_in_charge() -> None:
     for cycle in range(1, 3):
         v.send("a", NOW + 5 * cycle, {"p2": False})
     assert v.sink.got.count(("p2", False)) == 2
+
+
+def test_loss_seen_by_one_vantage_only_does_not_reach_the_quality_window() -> None:
+    v = Pair()
+    v.ingest.vantages.loss_limit = 0.02
+    lossy = ProbeResult(probe="icmp", target="", ok=True, at=NOW + 5, duration=0.01, loss=0.4)
+    v.send("a", NOW, True)  # a reports first: it is the active vantage
+    v.send("b", NOW + 1, True)
+    assert v.ingest.vantages.active("p0") == "a"
+    v.ingest.accept(ResultBatch("a", 99, NOW + 5, (("p0", lossy),)), NOW + 5.1)
+    assert len(v.sink.got) == len(POINTS), "the lossy result was held"
+    assert v.ingest.vantages.active("p0") == "b", "the clean vantage takes over"
