@@ -235,7 +235,15 @@ class Monitor:
             **self.model.summary(),
             "scheduler": self.scheduler_stats(),
             "event_log": self._event_log_status(),
-            **({"broker": self.broker_stats()} if self.broker_stats is not None else {}),
+            **(self._server_summary() if self.broker_stats is not None else {}),
+        }
+
+    def _server_summary(self) -> dict[str, Any]:
+        """A server's broker connection and agents (the dashboard shows both)."""
+        assert self.broker_stats is not None
+        return {
+            "broker": self.broker_stats(),
+            "agents": [{"id": a["agent"], "online": a["online"]} for a in self.agent_listing()],
         }
 
     def _event_log_status(self) -> dict[str, Any] | None:

@@ -161,6 +161,8 @@ class Snapshot:
     readiness_target: float = 0.98
     last_cycle: float | None = None
     agents: dict[str, bool] = field(default_factory=dict)
+    #: a server's: why results are not arriving (its broker is unreachable), else None
+    broker_error: str | None = None
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     connected: bool = False
     error: str = ""
@@ -193,7 +195,16 @@ class Snapshot:
             for a in _list(s["agents"], "the status's agents"):
                 agent = _object(a, "an agent")
                 agents[_text(agent.get("id"), "an agent's id")] = agent.get("online") is True
+        broker_error = self.broker_error
+        if "broker" in s:
+            broker = _object(s["broker"], "the status's broker")
+            broker_error = (
+                None
+                if broker.get("broker_connected") is True
+                else _text(broker.get("broker_error"), "the broker's error", default="unreachable")
+            )
         # checked whole before any of it is applied: a bad answer changes nothing
+        self.broker_error = broker_error
         self.name = name
         self.counts = counts
         self.readiness = _number(readiness, "the readiness", 0.0, 1.0)

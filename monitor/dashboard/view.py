@@ -19,6 +19,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from monitor.dashboard.model import DistrictView, Snapshot
+from monitor.text import printable
 
 __all__ = ["LEGEND", "STYLE", "SYMBOL", "render"]
 
@@ -90,6 +91,8 @@ def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[
         line.append(f"   {down} room{'s' if down != 1 else ''} down", "bold red")
     if gap:
         line.append(f"   ? {gap} not monitored (no fresh data)", "bold yellow")
+    if s.broker_error:
+        line.append(f"   ⚠ no results: {printable(s.broker_error, 80)}", "bold yellow")
     line.truncate(max(10, width - right.cell_len), overflow="ellipsis", pad=True)
     line.append_text(right)
     tally = Text()

@@ -159,3 +159,22 @@ def test_lost_monitoring_is_a_gap_not_an_outage() -> None:
     # with a real outage as well, both are said
     s.points["dong-anh.xuan-non"].state = "down"
     assert "1 room down" in screen(s, 120, 40)
+
+
+def test_a_server_whose_broker_is_away_says_why_no_results_arrive() -> None:
+    s = snapshot()
+    s.apply_summary(
+        {
+            "name": s.name,
+            "agents": [{"id": "agent-1", "online": True}, {"id": "agent-2", "online": False}],
+            "broker": {
+                "broker_connected": False,
+                "broker_error": "broker mqtt://nhq:1883 unreachable: refused",
+            },
+        }
+    )
+    text = screen(s, 160, 40)
+    assert "no results: broker mqtt://nhq:1883 unreachable" in text
+    assert "agents 1/2 online" in text
+    s.apply_summary({"name": s.name, "broker": {"broker_connected": True, "broker_error": None}})
+    assert "no results" not in screen(s, 160, 40)
