@@ -153,7 +153,13 @@ class BrokerTransport:
     def listing(self) -> list[dict[str, Any]]:
         """``/api/v1/agents``."""
         impaired = self.ingest.vantages.impaired
-        return [a.json(a.id in impaired) for _, a in sorted(self.agents.items())]
+        points = self.inv.points
+        out = []
+        for _, a in sorted(self.agents.items()):
+            entry = a.json(a.id in impaired)
+            entry["districts"] = sorted({points[p].district for p in a.points if p in points})
+            out.append(entry)
+        return out
 
     # --- the session ----------------------------------------------------------------------
 

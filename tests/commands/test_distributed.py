@@ -126,6 +126,8 @@ async def test_three_agents_share_the_points_and_a_killed_one_is_replaced_withou
         shares = await listing(server)
         assert {a for a, v in shares.items() if v["online"]} == set(AGENTS)
         assert sum(int(v["points"]) for v in shares.values()) == N  # type: ignore[call-overload]
+        districts = [d for v in shares.values() for d in v["districts"]]  # type: ignore[attr-defined]
+        assert sorted(districts) == sorted(INV.roots), "whole districts, each to one agent"
         metrics = await server.session.get(f"{server.base}/metrics")
         text = await metrics.text()
         assert 'confmon_agent_up{agent="agent-1"} 1.0' in text
