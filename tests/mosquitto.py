@@ -6,6 +6,13 @@ operator copies does what docs/operations.md says), a password file made with
 loopback port. :meth:`Broker.stop` and :meth:`Broker.start` let a test take the
 broker away and bring it back on the same port, with its retained messages
 (persistence is on, in the test's directory).
+
+With ``tls=`` (a :class:`Pki`, a test CA made with ``openssl``) the listener speaks
+TLS only (``mqtts://``): ``certfile`` and ``keyfile`` (a broker certificate for
+127.0.0.1 and localhost), as the shipped config's TLS listener; ``client_certs=True`` adds
+what its comment says for client certificates: ``cafile``, ``require_certificate
+true`` and ``use_identity_as_username true`` (the certificate's CN is the user name
+the ACL sees).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 
 from tests.helpers import CONFIGS, free_port, require_binary
 
-__all__ = ["Broker"]
+__all__ = ["SERVER_USER", "Broker", "Pki"]
 
 SERVER_USER = "confmon-server"
 
@@ -38,10 +45,70 @@ def _shipped_settings(passwd: Path) -> list[str]:
     return out
 
 
-class Broker:
-    """A Mosquitto process on 127.0.0.1:``port`` with users ``{name: password}``."""
+#: a new EC P-256 key, unencrypted (``openssl req`` options)
+_NEW_KEY = ("-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
 
-    def __init__(self, directory: Path, users: dict[str, str]) -> None:
+
+class Pki:
+    """A certificate authority of the test's own, made with ``openssl`` in ``directory``.
+
+    :meth:`issue` makes a certificate and key signed by it: for a server (for
+    127.0.0.1 and localhost) or for a client (its CN is the name given). EC P-256
+    keys, valid for two days, with the extensions a strict verifier asks for.
+    """
+
+    def __init__(self, directory: Path, name: str = "confmon test CA") -> None:
+        self.openssl = require_binary("openssl")
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca = self.dir / "ca.crt"
+        self.ca_key = self.dir / "ca.key"
+        self._run(
+            "req", "-x509", *_NEW_KEY, "-days", "2", "-subj", f"/CN={name}",
+            "-keyout", str(self.ca_key), "-out", str(self.ca),
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )  # fmt: skip
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([self.openssl, *args], check=True, capture_output=True, timeout=30)
+
+    def issue(self, name: str, *, server: bool = False) -> tuple[Path, Path]:
+        """(certificate, key) for ``name``: a server's for 127.0.0.1/localhost, or a client's."""
+        cert, key, csr = (self.dir / f"{name}.{ext}" for ext in ("crt", "key", "csr"))
+        ext = self.dir / f"{name}.ext"
+        ext.write_text(
+            "basicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
+            + (
+                "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                if server
+                else "extendedKeyUsage=clientAuth\n"
+            )
+        )
+        self._run("req", *_NEW_KEY, "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+        self._run(
+            "x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(self.ca_key),
+            "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "2",
+            "-extfile", str(ext), "-out", str(cert),
+        )  # fmt: skip
+        return cert, key
+
+
+class Broker:
+    """A Mosquitto process on 127.0.0.1:``port`` with users ``{name: password}``; TLS only
+    when ``tls`` is given (see the module docstring)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        users: dict[str, str],
+        *,
+        tls: Pki | None = None,
+        client_certs: bool = False,
+    ) -> None:
         self.binary = require_binary("mosquitto")
         passwd_tool = require_binary("mosquitto_passwd")
         self.dir = directory
@@ -62,6 +129,16 @@ class Broker:
             f"persistence_location {self.dir}/",
             f"listener {self.port} 127.0.0.1",
         ]
+        self.tls = tls
+        if tls is not None:
+            cert, key = tls.issue("broker", server=True)
+            conf += [f"certfile {cert}", f"keyfile {key}"]  # as shipped: no cafile for passwords
+            if client_certs:
+                conf += [
+                    f"cafile {tls.ca}",
+                    "require_certificate true",
+                    "use_identity_as_username true",
+                ]
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text("\n".join(conf) + "\n")
         self.log = self.dir / "mosquitto.log"
@@ -69,7 +146,7 @@ class Broker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self, within: float = 20.0) -> None:
         with self.log.open("ab") as out:

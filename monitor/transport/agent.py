@@ -38,12 +38,12 @@ from typing import Any
 
 import aiomqtt
 
-from monitor.core.results import ProbeResult, ResultBatch, encode_batch
+from monitor.core.results import MAX_BATCH_BYTES, ProbeResult, ResultBatch, encode_batch
 from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
 from monitor.transport.assignment import AssignmentError, decode_assignment
 from monitor.transport.local import LocalTransport
-from monitor.transport.mqtt import Backoff, BrokerConfig, agent_topic
+from monitor.transport.mqtt import Backoff, BrokerConfig, WireLog, agent_topic, connect_failure
 
 __all__ = ["BATCH_RESULTS", "LINGER", "Agent", "AgentOptions", "Outbox"]
 
@@ -93,6 +93,12 @@ class Outbox:
         if not self._items:
             self.ready.clear()
         return out
+
+    def give_back(self, pairs: Sequence[Pair]) -> None:
+        """Put ``pairs`` (taken last) back at the front, in their order."""
+        self._items.extendleft(reversed(pairs))
+        if self._items:
+            self.ready.set()
 
 
 @dataclass
@@ -184,6 +190,7 @@ class Agent:
             await self._apply(self.opts.inventory)
         backoff = Backoff()
         cfg = self.opts.broker
+        wire = WireLog("agent")
         try:
             while not self._stop.is_set():
                 client = aiomqtt.Client(
@@ -196,13 +203,14 @@ class Agent:
                         agent_topic(self.opts.agent, "status"), b"offline", qos=1, retain=True
                     ),
                     tls_context=cfg.tls_context(),
+                    logger=wire.logger,
                     timeout=PUBLISH_TIMEOUT,
                     keepalive=KEEPALIVE,
                 )
                 try:
                     await self._session(client, backoff)
                 except aiomqtt.MqttError as exc:
-                    self._lost(str(exc))
+                    self._lost(connect_failure(str(exc), wire.take()))
                 if self._stop.is_set():
                     break
                 with contextlib.suppress(TimeoutError):
@@ -247,13 +255,32 @@ class Agent:
             pairs = self.outbox.take(BATCH_RESULTS)
             if not pairs:
                 return
+            payload = self._encode(pairs)
+            while len(payload) > MAX_BATCH_BYTES and len(pairs) > 1:
+                # results with large details: send half now, the rest next (the server and
+                # the broker refuse a message over the limit, and it would be sent for ever)
+                half = len(pairs) // 2
+                self.outbox.give_back(pairs[half:])
+                pairs = pairs[:half]
+                payload = self._encode(pairs)
+            if len(payload) > MAX_BATCH_BYTES:
+                log.error(
+                    "a result of %s is too large to send (%d bytes); dropped",
+                    pairs[0][0],
+                    len(payload),
+                )
+                self.outbox.dropped += 1
+                return
             self._seq += 1
-            batch = ResultBatch(self.opts.agent, self._seq, time.time(), pairs)
-            self._pending = _Pending(self._seq, encode_batch(batch), len(pairs))
+            self._pending = _Pending(self._seq, payload, len(pairs))
         pending = self._pending
         await client.publish(self.topic, pending.payload, qos=1, timeout=PUBLISH_TIMEOUT)
         self._pending = None
         self.published += pending.count
+
+    def _encode(self, pairs: tuple[Pair, ...]) -> bytes:
+        """The batch ``pairs`` would be, with the sequence number it would get."""
+        return encode_batch(ResultBatch(self.opts.agent, self._seq + 1, time.time(), pairs))
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         while self._pending is not None or len(self.outbox):

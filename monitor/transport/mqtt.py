@@ -15,11 +15,19 @@ password comes from ``CONFMON_MQTT_PASSWORD`` or ``--password-file``.
 aiomqtt 2.x (a thin asyncio layer over paho-mqtt) is the client; this module only
 builds its arguments and adds what both sides need around it: a reconnect
 :class:`Backoff` with full jitter, so 30 agents that lost the broker together do
-not all come back in the same second.
+not all come back in the same second, and :func:`connect_failure`, the one line that
+says why the broker cannot be used. That line matters most for TLS: a broker
+certificate the CA file does not vouch for is ``[SSL: CERTIFICATE_VERIFY_FAILED] ...``
+from the handshake, but a broker that wants a client certificate (none sent, or one
+it does not trust) ends the session right after the handshake, which the client
+only sees as a timeout waiting for the broker's answer while paho logs the broker's
+alert at ERROR on every attempt. :class:`WireLog` takes paho's socket errors out of
+the operator's log (debug only) and keeps the last one as the real reason.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -38,8 +46,10 @@ __all__ = [
     "USERNAME_ENV",
     "Backoff",
     "BrokerConfig",
+    "WireLog",
     "agent_topic",
     "check_agent_id",
+    "connect_failure",
     "parse_broker",
     "split_topic",
 ]
@@ -217,3 +227,69 @@ class Backoff:
 
     def reset(self) -> None:
         self._current = self.first
+
+
+#: how paho starts the errors it logs when a connection's socket fails
+_SOCKET_ERRORS = ("failed to receive on socket: ", "timeout on socket: ")
+#: what aiomqtt says when a connection it was reading from ends
+_LOST = "Disconnected during message iteration"
+#: aiomqtt's errors that say less than paho's last socket error
+_VAGUE = ("", "Operation timed out", _LOST)
+#: ``[SSL: CODE] text (_ssl.c:N)``: how the ssl module's errors read
+_SSL_ERROR = re.compile(r"\[SSL: [A-Z0-9_]+\] (?P<text>.+?)(?: \(_ssl\.c:\d+\))?$")
+#: what to check, by words of the TLS error (the first that matches)
+_TLS_HINTS = (
+    ("mismatch", "the broker's certificate is not for the host in --broker"),
+    ("certificate verify failed", "check --ca-file (the CA that signed the broker's certificate)"),
+    ("certificate required", "the broker requires a client certificate (--cert, --key)"),
+    ("unknown ca", "the broker does not accept this client certificate (not from its CA?)"),
+    ("bad certificate", "the broker does not accept this client certificate"),
+    ("certificate unknown", "the broker does not accept this client certificate"),
+)
+
+
+class WireLog(logging.Filter):
+    """The MQTT library's log for one side (``confmon.mqtt.<name>``; pass :attr:`logger` to
+    aiomqtt): its socket errors go to debug only, the last one kept for :meth:`take`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.logger = logging.getLogger(f"confmon.mqtt.{name}")
+        for old in [f for f in self.logger.filters if isinstance(f, WireLog)]:
+            self.logger.removeFilter(old)  # the agent or server made before this one
+        self.logger.addFilter(self)
+        self._last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(_SOCKET_ERRORS):
+            return True
+        self._last = message
+        return self.logger.isEnabledFor(logging.DEBUG)
+
+    def take(self) -> str | None:
+        """The last socket error since the previous call, if any."""
+        last, self._last = self._last, None
+        return last
+
+
+def connect_failure(why: str, socket_error: str | None = None) -> str:
+    """Why the broker could not be used, in one line with what to check.
+
+    ``why`` is the client's error; ``socket_error`` the last one paho logged
+    (:meth:`WireLog.take`), which says more when ``why`` is only a timeout.
+    """
+    if socket_error is not None and why in _VAGUE:
+        why = socket_error
+        for prefix in _SOCKET_ERRORS:
+            why = why.removeprefix(prefix)
+    elif why == _LOST:
+        why = "connection lost"
+    tls = _SSL_ERROR.search(why)
+    if tls is not None:
+        text = tls["text"].rstrip(".")
+        hint = next((h for words, h in _TLS_HINTS if words in text), None)
+        return f"TLS: {text}; {hint}" if hint else f"TLS: {text}"
+    if "Not authorized" in why or "Bad user name or password" in why:
+        return f"{why}: the broker refused this user name and password"
+    return why

@@ -32,17 +32,27 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 
-from monitor.core.ingest import Ingest
+from monitor.core.ingest import Ingest, IngestReport
 from monitor.core.service import Monitor
 from monitor.inventory import Inventory
+from monitor.text import printable
 from monitor.transport.assignment import encode_assignment, shard
-from monitor.transport.mqtt import TOPIC_ROOT, Backoff, BrokerConfig, agent_topic, split_topic
+from monitor.transport.mqtt import (
+    TOPIC_ROOT,
+    Backoff,
+    BrokerConfig,
+    WireLog,
+    agent_topic,
+    connect_failure,
+    split_topic,
+)
 
 __all__ = ["AgentInfo", "BrokerTransport"]
 
@@ -109,6 +119,7 @@ class BrokerTransport:
         self._reshard_at: asyncio.TimerHandle | None = None
         self._sending: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._said_unreadable: set[str] = set()
 
     @property
     def ingest(self) -> Ingest:
@@ -166,6 +177,7 @@ class BrokerTransport:
     async def _run(self) -> None:
         backoff = Backoff()
         cfg = self.broker
+        wire = WireLog("server")
         while True:
             client = aiomqtt.Client(
                 cfg.host,
@@ -175,6 +187,7 @@ class BrokerTransport:
                 identifier="confmon-server",
                 clean_session=False,
                 tls_context=cfg.tls_context(),
+                logger=wire.logger,
                 timeout=BROKER_TIMEOUT,
                 keepalive=15,
             )
@@ -193,7 +206,7 @@ class BrokerTransport:
                         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                             await sender
             except aiomqtt.MqttError as exc:
-                self._lost(str(exc))
+                self._lost(connect_failure(str(exc), wire.take()))
             finally:
                 self._client = None
                 self.connected = False
@@ -244,7 +257,10 @@ class BrokerTransport:
             return
         agent, kind = where
         if kind == "results":
-            report = self.ingest.accept_bytes(bytes(payload), now, agent=agent)
+            try:
+                report = self.ingest.accept_bytes(bytes(payload), now, agent=agent)
+            except Exception as exc:  # no payload may end the session (and every agent's results)
+                report = self._unreadable(agent, exc)
             info = self.agents.get(agent)
             if info is not None:
                 info.last_seen = now
@@ -252,6 +268,22 @@ class BrokerTransport:
                 info.rejected += sum(report.rejected.values())
         elif kind == "status":
             self._on_status(agent, bytes(payload), now)
+
+    def _unreadable(self, agent: str, exc: Exception) -> IngestReport:
+        """A message the ingest raised on instead of rejecting it (JSON nested a thousand
+        deep made the decoder raise RecursionError): dropped and counted as ``malformed``,
+        said once per agent, and the session goes on."""
+        if agent not in self._said_unreadable:
+            self._said_unreadable.add(agent)
+            log.error(
+                "agent %s sent a message the server cannot read (%s: %s); dropped and counted "
+                "as malformed (said once per agent)",
+                agent,
+                type(exc).__name__,
+                printable(str(exc), 200),
+            )
+        self.monitor.telemetry.rejected.labels("malformed").inc()
+        return IngestReport(rejected=Counter(malformed=1))
 
     def _on_status(self, agent: str, payload: bytes, now: float) -> None:
         online = payload == b"online"

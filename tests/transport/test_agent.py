@@ -186,3 +186,31 @@ async def test_the_assignment_decides_what_is_probed_and_changes_without_a_resta
         finally:
             agent.stop()
             await asyncio.wait_for(task, 30)
+
+
+async def test_a_batch_over_the_size_limit_is_split_not_sent_for_ever() -> None:
+    """Results with large phases would make a 2,000-result message of tens of MB, which the
+    broker and the server refuse: the agent sends it in halves that fit."""
+    from monitor.core.results import MAX_BATCH_BYTES, Phase, ProbeResult, decode_batch
+
+    class Client:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+            self.results = 0
+
+        async def publish(self, topic: str, payload: bytes, qos: int, timeout: float) -> None:
+            self.sizes.append(len(payload))
+            self.results += len(decode_batch(payload).results)
+
+    cfg = parse_broker("mqtt://127.0.0.1:1")
+    agent = Agent(AgentOptions(broker=cfg, agent="agent-a", inventory=None))
+    phases = tuple(Phase(f"step{i}", True, 0.001, "x" * 1000) for i in range(32))
+    big = ProbeResult(
+        probe="http", target="", ok=True, at=1_796_000_000.0, duration=0.1, phases=phases
+    )
+    agent.outbox.add([(f"p{i}", big) for i in range(300)])
+    client = Client()
+    while len(agent.outbox):
+        await agent._publish_one(client)  # type: ignore[arg-type]
+    assert client.results == 300 and agent.outbox.dropped == 0
+    assert max(client.sizes) <= MAX_BATCH_BYTES and len(client.sizes) > 2
