@@ -198,7 +198,7 @@ async def test_a_batch_over_the_size_limit_is_split_not_sent_for_ever() -> None:
             self.sizes: list[int] = []
             self.results = 0
 
-        async def publish(self, topic: str, payload: bytes, qos: int, timeout: float) -> None:
+        async def publish(self, topic: str, payload: bytes, **_: object) -> None:
             self.sizes.append(len(payload))
             self.results += len(decode_batch(payload).results)
 
