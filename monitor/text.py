@@ -17,9 +17,10 @@ import unicodedata
 
 __all__ = ["CONTROL", "has_control", "printable", "quoted"]
 
-#: C0 controls, DEL, C1 controls, and the Unicode line/paragraph separators and
-#: bidirectional overrides (which reorder what a terminal or a browser shows)
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: C0 controls, DEL, C1 controls, the Unicode line/paragraph separators and
+#: bidirectional overrides (which reorder what a terminal or a browser shows), and lone
+#: surrogates (undecodable bytes kept by ``surrogateescape``: no encoder can write them)
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def has_control(text: str) -> bool:

@@ -28,3 +28,9 @@ def test_long_values_are_cut_with_a_count() -> None:
 @given(st.text())
 def test_no_control_character_survives(text: str) -> None:
     assert not has_control(printable(text))
+
+
+def test_undecodable_bytes_kept_as_surrogates_are_escaped_so_they_can_be_written() -> None:
+    shown = printable(b"id-\xff".decode("utf-8", "surrogateescape"))
+    assert shown == "id-\\udcff"
+    shown.encode("utf-8")  # a lone surrogate would raise here

@@ -41,6 +41,8 @@ def _handle(args: argparse.Namespace) -> int:
     token = _token(args.token, "--token")
     if token is None:
         token = _token(os.environ.get("CONFMON_API_TOKEN") or None, "CONFMON_API_TOKEN")
+    if args.snapshot is not None and not args.snapshot.strip():
+        raise UsageError("--snapshot is empty (an unset variable?): give the file to write")
     if args.snapshot:
         asyncio.run(
             write_snapshot(

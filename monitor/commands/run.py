@@ -107,6 +107,8 @@ def serve_from_args(args: argparse.Namespace, broker: BrokerConfig | None = None
 
     # the options first: a usage error costs nothing, not even reading the inventory
     listen = parse_listen(args.listen)
+    if args.state_db is not None and not args.state_db.strip():
+        raise UsageError("--state-db is empty (an unset variable?): give a path, or leave it out")
     token = api_token(args.api_token)
     if args.metrics_auth and token is None:
         raise UsageError("--metrics-auth needs a token (--api-token or CONFMON_API_TOKEN)")

@@ -21,7 +21,6 @@ JSON of the wrong shape is one line, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -184,8 +183,11 @@ async def follow(
             finally:
                 if refresher is not None:
                     refresher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await refresher
+                    # wait for its end without swallowing a cancellation of our own: a stop
+                    # asked for right now must end this loop, not be lost in its clean-up
+                    await asyncio.wait([refresher])
+                    if not refresher.cancelled():
+                        refresher.exception()  # retrieved: the stream's failure says it
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 

@@ -94,6 +94,9 @@ def parse_ratio(value: object) -> float:
 def _check_address(text: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     """Refuse addresses that are not one host's: probes to them fail or reach many hosts."""
     q = quoted(text)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        # ::ffff:a.b.c.d is the IPv4 host a.b.c.d: the same rules apply to it
+        _check_address(text, addr.ipv4_mapped)
     if addr.is_unspecified:
         raise ValueError(
             f"{q} is the unspecified address (any host): write the point's own address"
@@ -137,6 +140,9 @@ def parse_host(value: object) -> str:
         raise ValueError(f"{quoted(text)}: write the IPv6 address without brackets")
     if "://" in text:
         raise ValueError(f"{quoted(text)} is a URL: write only the host, e.g. 10.24.19.1")
+    if any(ch.isspace() for ch in text):
+        # inet_aton stops at a space ('127.76 .0.1' would be "read as" 127.0.0.76)
+        raise ValueError(f"{quoted(value)} is not an IP address or host name (it holds a space)")
     host, sep, port = text.rpartition(":")
     if sep and port.isdigit() and ":" not in host:
         raise ValueError(

@@ -43,3 +43,24 @@ def test_python_dash_m_is_confmon() -> None:
         check=False,
     )
     assert proc.returncode == 0 and proc.stdout.startswith("confmon ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["run", "-c", "configs/hanoi.yaml", "--state-db", ""], "--state-db is empty"),
+        (
+            ["server", "-c", "configs/hanoi.yaml", "--broker", "mqtt://x", "--state-db", " "],
+            "--state-db is empty",
+        ),
+        (["dashboard", "--snapshot", ""], "--snapshot is empty"),
+    ],
+)
+def test_an_empty_path_is_refused_not_taken_as_not_given(
+    argv: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unset variable in a service file must not silently pick the default (or, for
+    --snapshot, start the live screen in a script that never ends). Refused before anything
+    is read or probed."""
+    assert main(argv) == 2
+    assert why in capsys.readouterr().err

@@ -892,3 +892,18 @@ def test_hanoi_still_loads_unchanged() -> None:
     """The stricter reader changes nothing for the shipped inventory."""
     inv = load_inventory(Path(__file__).parents[2] / "configs" / "hanoi.yaml")
     assert len(inv.points) == 450
+
+
+def test_mapped_ipv4_and_spaced_hosts_get_no_way_round_the_host_rules() -> None:
+    from monitor.inventory.units import parse_host
+
+    for host, why in [
+        ("::ffff:0.0.0.0", "unspecified"),
+        ("::ffff:255.255.255.255", "broadcast"),
+        ("::ffff:224.0.0.1", "multicast"),
+        ("127.76 .0.1", "holds a space"),
+        ("127.76.0.1 x", "holds a space"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_host(host)
+    assert parse_host("::ffff:127.0.0.1") == "::ffff:7f00:1"
