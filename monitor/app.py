@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from monitor.collector import settle
 from monitor.core.service import Monitor
 from monitor.errors import ConfmonError, IcmpNotPermitted
 from monitor.inventory import Inventory, load_inventory
@@ -339,6 +340,7 @@ async def serve(
             if app is None:
                 return 0  # stopped during start-up
             state["app"] = app
+            settle()  # start-up's objects are here for good (see monitor/collector.py)
             if state["reload"] and opts.config_path is not None:
                 reload_now(app)
             if on_start is not None:

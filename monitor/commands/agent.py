@@ -23,6 +23,7 @@ async def run_agent(opts: AgentOptions) -> int:
     import asyncio
     import signal
 
+    from monitor.collector import settle
     from monitor.probes.base import ProbeContext
     from monitor.transport.agent import Agent
 
@@ -33,6 +34,7 @@ async def run_agent(opts: AgentOptions) -> int:
         async with ProbeContext() as ctx:
             await icmp.engine(ctx)
     agent = Agent(opts)
+    settle()
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:

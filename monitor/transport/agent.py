@@ -62,43 +62,74 @@ Pair = tuple[str, ProbeResult]
 
 
 class Outbox:
-    """Results waiting for the broker: at most ``limit``, the oldest dropped first."""
+    """Results waiting for the broker: at most ``limit``, the oldest dropped first.
+
+    Results are kept in runs of one point (a point's cycle, as the scheduler hands them
+    over), and a run is never cut: the server judges what one message brings of a point
+    as one cycle, so half a failed icmp + sip cycle in one batch and half in the next
+    would count twice towards ``fail_after``, and dropping half a cycle would leave a
+    cycle without its icmp.
+    """
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("the outbox needs room for at least one result")
         self.limit = limit
-        self._items: deque[Pair] = deque()
+        self._runs: deque[tuple[Pair, ...]] = deque()
+        self._count = 0
         self.dropped = 0
         self.added = 0
         self.ready = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count
 
     def add(self, pairs: Sequence[Pair]) -> None:
-        self._items.extend(pairs)
+        self._runs.extend(runs(pairs))
+        self._count += len(pairs)
         self.added += len(pairs)
-        over = len(self._items) - self.limit
-        if over > 0:
-            for _ in range(over):
-                self._items.popleft()
-            self.dropped += over
-        if self._items:
+        while self._count > self.limit and len(self._runs) > 1:
+            oldest = self._runs.popleft()
+            self._count -= len(oldest)
+            self.dropped += len(oldest)
+        if self._runs:
             self.ready.set()
 
     def take(self, most: int) -> tuple[Pair, ...]:
-        n = min(most, len(self._items))
-        out = tuple(self._items.popleft() for _ in range(n))
-        if not self._items:
+        """The oldest runs, up to ``most`` results (one run, however long, at least)."""
+        out: list[Pair] = []
+        while self._runs and (not out or len(out) + len(self._runs[0]) <= most):
+            out.extend(self._runs.popleft())
+        self._count -= len(out)
+        if not self._runs:
             self.ready.clear()
-        return out
+        return tuple(out)
 
     def give_back(self, pairs: Sequence[Pair]) -> None:
         """Put ``pairs`` (taken last) back at the front, in their order."""
-        self._items.extendleft(reversed(pairs))
-        if self._items:
+        self._runs.extendleft(reversed(runs(pairs)))
+        self._count += len(pairs)
+        if self._runs:
             self.ready.set()
+
+
+def runs(pairs: Sequence[Pair]) -> list[tuple[Pair, ...]]:
+    """``pairs`` cut where the point changes."""
+    out: list[tuple[Pair, ...]] = []
+    start = 0
+    for i in range(1, len(pairs) + 1):
+        if i == len(pairs) or pairs[i][0] != pairs[start][0]:
+            out.append(tuple(pairs[start:i]))
+            start = i
+    return out
+
+
+def halfway(pairs: Sequence[Pair]) -> int:
+    """Where to cut ``pairs`` in two near the middle, between two points if there is such
+    a place (a batch too large for one message)."""
+    half = len(pairs) // 2
+    bounds = [i for i in range(1, len(pairs)) if pairs[i][0] != pairs[i - 1][0]]
+    return min(bounds, key=lambda i: abs(i - half)) if bounds else max(1, half)
 
 
 @dataclass
@@ -259,7 +290,7 @@ class Agent:
             while len(payload) > MAX_BATCH_BYTES and len(pairs) > 1:
                 # results with large details: send half now, the rest next (the server and
                 # the broker refuse a message over the limit, and it would be sent for ever)
-                half = len(pairs) // 2
+                half = halfway(pairs)
                 self.outbox.give_back(pairs[half:])
                 pairs = pairs[:half]
                 payload = self._encode(pairs)

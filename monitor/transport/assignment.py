@@ -117,7 +117,8 @@ def shard(
 def subset_document(inv: Inventory, points: Iterable[str]) -> dict[str, Any] | None:
     """An inventory document holding only ``points`` (flat), the profiles they use and the
     settings: what an agent needs to probe them. ``None`` when ``points`` is empty."""
-    wanted = [p for p in inv.points.values() if p.id in set(points)]
+    chosen = set(points)  # once: per point it was quadratic (4 s for 10,000 points)
+    wanted = [p for p in inv.points.values() if p.id in chosen]
     if not wanted:
         return None
     used = sorted({p.profile for p in wanted})

@@ -246,6 +246,9 @@ _TLS_HINTS = (
     ("bad certificate", "the broker does not accept this client certificate"),
     ("certificate unknown", "the broker does not accept this client certificate"),
 )
+#: the ssl module's words when the peer hangs up in the handshake instead of sending an
+#: alert: a broker that requires or refuses a client certificate may do either
+_TLS_EOF = "EOF occurred in violation of protocol"
 
 
 class WireLog(logging.Filter):
@@ -285,6 +288,11 @@ def connect_failure(why: str, socket_error: str | None = None) -> str:
             why = why.removeprefix(prefix)
     elif why == _LOST:
         why = "connection lost"
+    if _TLS_EOF in why:
+        return (
+            "TLS: the broker closed the connection in the handshake; it requires a client "
+            "certificate (--cert, --key) or does not accept this client certificate"
+        )
     tls = _SSL_ERROR.search(why)
     if tls is not None:
         text = tls["text"].rstrip(".")
