@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from monitor.alerts.formats import Rendered
 from monitor.collector import settle
 from monitor.core.service import Monitor
 from monitor.errors import ConfmonError, IcmpNotPermitted
@@ -85,6 +86,8 @@ class AppOptions:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     #: ``/metrics`` needs the token too
     metrics_auth: bool = False
+    #: the demo's dry run: notifications are handed to this instead of being sent
+    alerts_printer: Callable[[str, Rendered], None] | None = None
 
 
 @dataclass
@@ -135,6 +138,7 @@ class App:
                         "the running config is kept"
                     ) from None
             self.monitor.apply(new)
+            await _apply_alerts(self, new)
             self._budget(new)
             message = f"reloaded {path}: {len(new.points)} points"
             log.info(message)
@@ -198,6 +202,7 @@ async def open_app(inv: Inventory, opts: AppOptions) -> AsyncIterator[App]:
             open_now=app.open_at_start,
         )
         await monitor.start()
+        await _start_alerts(app)
         if opts.probe:
             await _start_transport(app)
         elif opts.broker is not None:
@@ -247,7 +252,37 @@ async def _stop(app: App, sockets: list[socket.socket]) -> None:
             log.error("stopping %s failed: %s: %s", what, type(exc).__name__, exc)
     for sock in sockets:  # bound but never served (start-up stopped before the API)
         sock.close()
+    if monitor.alerts is not None:
+        try:
+            await monitor.alerts.stop()
+        except Exception as exc:  # a bug: said; the event log must still be closed
+            log.error("stopping the alerts failed: %s: %s", type(exc).__name__, exc)
     await monitor.stop()
+
+
+async def _start_alerts(app: App) -> None:
+    """Alerts when the inventory has receivers (or the demo prints what it would send)."""
+    monitor = app.monitor
+    if not monitor.inv.alerts.receivers:
+        return
+    from monitor.alerts.service import Alerts
+
+    alerts = Alerts(
+        monitor,
+        printer=app.opts.alerts_printer,
+        external_url=monitor.inv.alerts.external_url,
+    )
+    monitor.alerts = alerts
+    await alerts.start()
+    names = ", ".join(r.name for r in monitor.inv.alerts.receivers)
+    log.info("alerts: sending to %s", names)
+
+
+async def _apply_alerts(app: App, new: Inventory) -> None:
+    if app.monitor.alerts is not None:
+        app.monitor.alerts.apply(new)
+    elif new.alerts.receivers:
+        await _start_alerts(app)
 
 
 async def _start_broker(app: App, broker: BrokerConfig) -> None:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.core.events import EventStream, LiveSubscription
 from monitor.core.health import Event, HealthModel
@@ -27,6 +27,9 @@ from monitor.inventory import Inventory
 from monitor.outputs.eventlog import EventLog, LogUnavailable
 from monitor.outputs.metrics import PointMetricsWriter, Telemetry
 from monitor.text import printable
+
+if TYPE_CHECKING:
+    from monitor.alerts.service import Alerts
 
 __all__ = ["Monitor"]
 
@@ -65,6 +68,8 @@ class Monitor:
         #: a server's: the broker connection's state, and the agents (``/api/v1/agents``)
         self.broker_stats: Callable[[], dict[str, Any]] | None = None
         self.agent_listing: Callable[[], list[dict[str, Any]]] = list
+        #: the alert service, when the inventory has receivers (started by the app)
+        self.alerts: Alerts | None = None
         self._ticker_task: asyncio.Task[None] | None = None
         self._overruns_seen = 0
         self._stopped = False

@@ -18,6 +18,7 @@ from monitor.errors import ConfigError, ConfigIssue
 from monitor.inventory.model import (
     PROBE_TYPES,
     AgentsSettings,
+    AlertsSettings,
     InventorySpec,
     MaintenanceWindow,
     MonitorSettings,
@@ -73,6 +74,7 @@ class Inventory:
     roots: tuple[str, ...] = field(default=())
     maintenance: tuple[MaintenanceWindow, ...] = ()
     agents: AgentsSettings = field(default_factory=AgentsSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
     def profile_of(self, point: Point | str) -> Profile:
         """The probe profile of a point."""
@@ -475,6 +477,20 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
                     )
                 )
 
+    for i, receiver in enumerate(spec.alerts.receivers):
+        for j, pid in enumerate(receiver.districts):
+            where = ("alerts", "receivers", i, "districts", j)
+            if pid not in by_id:
+                issues.append(
+                    source.issue(
+                        where, f"{quoted(pid)} is not the id of any point{hints(pid, ids)}"
+                    )
+                )
+            elif by_id[pid].parent is not None:
+                issues.append(
+                    source.issue(where, f"{quoted(pid)} is not a district (a top-level point)")
+                )
+
     depth = _depths(by_id, source, issues)
     if issues:
         raise ConfigError(issues)
@@ -523,6 +539,7 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
         roots=roots,
         maintenance=tuple(spec.maintenance),
         agents=spec.agents,
+        alerts=spec.alerts,
     )
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.alerts.config import AlertsSettings
 from monitor.inventory.types import Duration, Host, Name, PointId, Ratio, Strict
 from monitor.inventory.units import format_duration
 from monitor.probes.base import TICK
@@ -36,6 +37,7 @@ __all__ = [
     "PROBE_TYPES",
     "REACHABILITY_PROBES",
     "AgentsSettings",
+    "AlertsSettings",
     "Duration",
     "HttpSettings",
     "IcmpSettings",
@@ -339,4 +341,5 @@ class InventorySpec(Strict):
     profiles: dict[ProfileName, Profile] = Field(default_factory=dict)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     agents: AgentsSettings = Field(default_factory=AgentsSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     points: Annotated[list[PointSpec], Field(min_length=1)]

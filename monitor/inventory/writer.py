@@ -122,6 +122,10 @@ def to_yaml(inv: Inventory, header: str = "") -> str:
         for window in inv.maintenance:
             fields = window.model_dump(by_alias=True, exclude_none=True)
             out.append(f"  - {_flow(fields)}")
+    for section, settings in (("agents", inv.agents), ("alerts", inv.alerts)):
+        dumped = settings.model_dump(mode="json", exclude_defaults=True)
+        if dumped:  # JSON is YAML: nested lists of receivers in one exact line
+            out.append(f"{section}: {json.dumps(dumped, ensure_ascii=False)}")
     if inv.profiles:
         out.append("profiles:")
         for name, profile in inv.profiles.items():

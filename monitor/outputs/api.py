@@ -10,6 +10,9 @@ proper status code; unknown paths are 404; request bodies are capped at 64 KiB):
 - ``GET /api/v1/districts``: per district: headquarters state and counts per state.
 - ``GET /api/v1/events?point=&district=&state=&since=&until=&before=&limit=``: the
   event log, newest first; page with ``before=<id of the last event seen>``.
+- ``GET /api/v1/notifications?receiver=&limit=``: each alert receiver's figures
+  (pending, delivered, failed, last error) and the newest notifications with their
+  outcome (attempts, last answer), newest first.
 - ``GET /api/v1/stream``: Server-Sent Events: ``state`` (each change, with ``id:``
   the event's id), ``summary`` (each second), ``hello`` (the summary at connect). A
   client that reconnects with ``Last-Event-ID: N`` (browsers' EventSource does it by
@@ -383,6 +386,22 @@ async def events(request: web.Request) -> web.Response:
     return _json({"events": rows, "next_before": rows[-1]["id"] if rows else None})
 
 
+async def notifications(request: web.Request) -> web.Response:
+    m = request.app[MONITOR]
+    alerts = m.alerts
+    limit = _param_int(request, "limit", 50, 1, 1000)
+    receiver = request.query.get("receiver")
+    if alerts is None:
+        if receiver is not None:
+            raise _BadParam(f"receiver: {quoted(receiver)}: no receivers are configured")
+        return _json({"receivers": [], "notifications": []})
+    if receiver is not None and receiver not in alerts.receivers:
+        names = ", ".join(alerts.receivers) or "none"
+        raise _BadParam(f"receiver: {quoted(receiver)} is not a receiver (configured: {names})")
+    rows = await alerts.recent(limit, receiver)
+    return _json({"receivers": alerts.status(), "notifications": rows})
+
+
 def _last_event_id(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID", request.query.get("last_event_id"))
     if raw is None or not raw.strip():
@@ -540,6 +559,7 @@ def make_app(
     app.router.add_get("/api/v1/districts", districts)
     app.router.add_get("/api/v1/events", events)
     app.router.add_get("/api/v1/stream", stream)
+    app.router.add_get("/api/v1/notifications", notifications)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/-/reload", reload_config)

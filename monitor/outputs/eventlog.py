@@ -726,6 +726,28 @@ class EventLog:
         self._next_id = first + len(stored)
         return stored
 
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in one transaction on the writer's thread, after the
+        events before it (the alert outbox: its notifications and its cursor in the event
+        log are one commit). Raises :class:`LogUnavailable` if it could not be committed;
+        then nothing of it was."""
+
+        def run() -> T:
+            self._check_file()
+            db = self._writable()
+            with db:
+                return fn(db)
+
+        try:
+            return await self._commit(run)
+        except sqlite3.Error as exc:
+            raise LogUnavailable(why(exc)) from None
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on a reader (see :meth:`_read`: bounded, never behind a
+        write)."""
+        return await self._read(fn)
+
     async def prune(self, now: float) -> int:
         """Delete events older than the retention; returns how many."""
         try:

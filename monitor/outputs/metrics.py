@@ -196,6 +196,23 @@ class _AgentCollector(Collector):
         return [up, seen]
 
 
+class _OutboxCollector(Collector):
+    """Notifications waiting per receiver, read at scrape time."""
+
+    def __init__(self, pending: Callable[[], dict[str, int]]) -> None:
+        self._pending = pending
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "confmon_notifications_pending",
+            "Notifications waiting to be delivered (the outbox depth), by receiver.",
+            labels=["receiver"],
+        )
+        for receiver, n in sorted(self._pending().items()):
+            family.add_metric([receiver], float(n))
+        return [family]
+
+
 class Telemetry:
     """The process-wide counters and histograms (ordinary prometheus_client metrics)."""
 
@@ -241,6 +258,7 @@ class Telemetry:
         self.events = Counter(
             "confmon_state_changes", "State changes, by new state.", ["state"], registry=r
         )
+        self._outbox: _OutboxCollector | None = None
         if agents is not None:
             self.watch_agents(agents)
         for probe in MEASURES:
@@ -251,6 +269,13 @@ class Telemetry:
         """Export ``confmon_agent_up`` and ``..._last_seen_...`` from ``agents`` (agent ->
         (online, last seen)), read at scrape time."""
         self.registry.register(_AgentCollector(agents))
+
+    def watch_outbox(self, pending: Callable[[], dict[str, int]]) -> None:
+        """Export ``confmon_notifications_pending`` from ``pending`` (receiver -> depth)."""
+        if self._outbox is not None:
+            self.registry.unregister(self._outbox)
+        self._outbox = _OutboxCollector(pending)
+        self.registry.register(self._outbox)
 
     def render(self) -> str:
         """These metrics as text format."""

@@ -1,0 +1,437 @@
+"""Which state changes become which notifications: grouping by cause, dedup, reminders,
+resolved messages, the monitoring-gap message and the storm guard.
+
+Pure logic on a given clock (no I/O, no event loop): :class:`Groups` holds one
+receiver's view, :meth:`Groups.add` takes the events as the event log stored them and
+:meth:`Groups.flush` says what to send. The alert service
+(:mod:`monitor.alerts.service`) persists :meth:`Groups.dump` in the same transaction
+as the notifications it enqueues, so a restart goes on from exactly there.
+
+**What a group is.** Every point a receiver is told about belongs to one group,
+``district:<id>`` by default (``group_by: cause`` groups by the point where the
+trouble is, ``point`` not at all, ``city`` everything into one). A district
+headquarters whose uplink drops takes its communes to ``unreachable`` in the same
+evaluation; their events carry the headquarters as ``cause`` and land in the same
+group within ``group_wait``: ONE message, naming the cause and counting the rooms.
+
+**What a group says.** A group's *firing set* is its points in a notifying state
+(the receiver's ``states``). When ``group_wait`` after its first change the firing set
+differs from the one last sent, a message goes out: ``firing`` with the whole set
+(and the points that recovered since the last one), or ``resolved`` once the set is
+empty. A change that ends where the last message stood (down and back within the
+wait) sends nothing. While the set stays the same and non-empty, a reminder goes out
+every ``repeat_interval``.
+
+**Gaps in monitoring.** ``unknown`` is not an outage: a point whose data stopped keeps
+whatever alert it had (frozen: no "resolved" because an agent was lost). A receiver
+that asks for ``unknown`` gets a group of its own per cause of the gap, ``gap:agent:ID``
+for a lost agent (one message for its 200 points) and ``gap:all`` otherwise (the broker
+cut: one message for the city). ``maintenance`` silences a point: it leaves its group
+without a resolved message, unless the receiver asked for ``maintenance``.
+
+**Storm guard.** When more than ``storm.changes`` changes came in within
+``storm.window`` and more than one group is due, one city-wide summary replaces the
+groups' messages (each group counts as told, so what follows is relative to it).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from monitor.alerts.config import AlertsSettings, Receiver
+from monitor.core.events import Event, State
+
+__all__ = ["Alert", "Groups", "Notification", "PointFacts"]
+
+Kind = Literal["firing", "resolved", "repeat", "storm", "gap", "gap-resolved", "test"]
+
+
+@dataclass(frozen=True, slots=True)
+class PointFacts:
+    """What the inventory says of a point (for filters and for the text)."""
+
+    name: str
+    district: str
+    district_name: str
+    level: str
+
+
+@dataclass(slots=True)
+class Alert:
+    """A point as one receiver last heard of it."""
+
+    point: str
+    name: str
+    district: str
+    district_name: str
+    level: str
+    state: str
+    previous: str
+    since: float
+    reason: str
+    cause: str
+    cause_name: str
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    #: the state before a run of ``unknown`` (what a frozen alert keeps showing)
+    last_known: str = State.UP.value
+
+    def shown(self, state: str) -> dict[str, Any]:
+        """The alert as a message lists it, in ``state`` (a frozen one: its last known)."""
+        return {
+            "point": self.point,
+            "name": self.name,
+            "district": self.district,
+            "district_name": self.district_name,
+            "level": self.level,
+            "state": state,
+            "previous": self.previous,
+            "since": self.since,
+            "reason": self.reason,
+            "cause": self.cause,
+            "cause_name": self.cause_name,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message to one receiver, before it is put in a format."""
+
+    receiver: str
+    kind: Kind
+    status: Literal["firing", "resolved"]
+    group: dict[str, Any]
+    #: the firing alerts, then those resolved since the last message (state not notifying)
+    alerts: list[dict[str, Any]]
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Notification:
+        return cls(**data)
+
+
+class Groups:
+    """One receiver's alerts and groups (see the module docstring)."""
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        settings: AlertsSettings,
+        facts: Callable[[str], PointFacts | None],
+    ) -> None:
+        self.receiver = receiver
+        self.settings = settings
+        self._facts = facts
+        self._notify = frozenset(receiver.states)
+        self.current: dict[str, Alert] = {}
+        #: group -> {point: state} as the last message said
+        self.notified: dict[str, dict[str, str]] = {}
+        self.last_sent: dict[str, float] = {}
+        #: group -> when the trouble its firing messages tell of began
+        self.started: dict[str, float] = {}
+        #: group -> when its first change since the last message came in
+        self.dirty: dict[str, float] = {}
+        #: the highest event id taken into account
+        self.last_event = 0
+        self._changes: deque[tuple[float, int]] = deque()
+        #: reminders this often instead of ``repeat_interval`` (an Alertmanager API must
+        #: hear of a firing alert every minute or it resolves it)
+        self.repeat_every: float | None = None
+
+    def set_facts(self, facts: Callable[[str], PointFacts | None]) -> None:
+        """Names and districts from a reloaded inventory."""
+        self._facts = facts
+
+    @property
+    def _repeat(self) -> float:
+        return self.repeat_every if self.repeat_every is not None else self.settings.repeat_interval
+
+    # --- input ----------------------------------------------------------------------------
+
+    def wants(self, point: str) -> PointFacts | None:
+        """The point's facts if this receiver hears of it (its districts and levels)."""
+        facts = self._facts(point)
+        if facts is None:
+            return None
+        r = self.receiver
+        if r.districts and facts.district not in r.districts:
+            return None
+        if r.levels and facts.level not in r.levels:
+            return None
+        return facts
+
+    def add(self, events: Iterable[Event], now: float) -> int:
+        """Take stored events into account (those at or below :attr:`last_event` are
+        skipped: a replay after a restart). Returns how many changed something."""
+        taken = 0
+        for e in events:
+            if e.id and e.id <= self.last_event:
+                continue
+            self.last_event = max(self.last_event, e.id)
+            facts = self.wants(e.point)
+            if facts is None:
+                continue
+            before = self.current.get(e.point)
+            old = self._memberships(before) if before is not None else {}
+            last_known = before.last_known if before is not None else State.UP.value
+            if e.state is not State.UNKNOWN and e.state is not State.MAINTENANCE:
+                last_known = e.state.value
+            cause = e.cause or e.point
+            cause_facts = self._facts(cause)
+            alert = Alert(
+                point=e.point,
+                name=e.name or facts.name,
+                district=facts.district,
+                district_name=facts.district_name,
+                level=facts.level,
+                state=e.state.value,
+                previous=e.previous.value,
+                since=e.at,
+                reason=e.reason,
+                cause=cause,
+                cause_name=cause_facts.name if cause_facts is not None else cause,
+                metrics=dict(e.metrics),
+                last_known=last_known,
+            )
+            self.current[e.point] = alert
+            new = self._memberships(alert)
+            if e.state is State.MAINTENANCE and State.MAINTENANCE.value not in self._notify:
+                # silenced: it leaves its groups without a resolved message
+                for g in old:
+                    self.notified.get(g, {}).pop(e.point, None)
+            if old != new:
+                for g in old.keys() | new.keys():
+                    self.dirty.setdefault(g, now)
+                taken += 1
+        if taken:
+            self._changes.append((now, taken))
+        return taken
+
+    def _group_of(self, a: Alert) -> str:
+        by = self.settings.group_by
+        if by == "district":
+            return f"district:{a.district}"
+        if by == "cause":
+            return f"cause:{a.cause}"
+        if by == "point":
+            return f"point:{a.point}"
+        return "city"
+
+    def _memberships(self, a: Alert) -> dict[str, str]:
+        """group -> the state that group shows for ``a``."""
+        notify = self._notify
+        out: dict[str, str] = {}
+        if a.state == State.UNKNOWN.value:
+            if a.last_known in notify:
+                out[self._group_of(a)] = a.last_known  # frozen: we do not know better
+            if State.UNKNOWN.value in notify:
+                gap = a.cause if a.cause.startswith("agent:") else "all"
+                out[f"gap:{gap}"] = a.state
+        elif a.state in notify:
+            out[self._group_of(a)] = a.state
+        return out
+
+    def firing(self, group: str) -> dict[str, str]:
+        """The group's points and the states it shows now."""
+        out: dict[str, str] = {}
+        for a in self.current.values():
+            state = self._memberships(a).get(group)
+            if state is not None:
+                out[a.point] = state
+        return out
+
+    # --- output ---------------------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        """When :meth:`flush` has something to do next (a group's wait, a reminder)."""
+        times = [t + self.settings.group_wait for t in self.dirty.values()]
+        repeat = self._repeat
+        if repeat > 0:
+            times += [self.last_sent[g] + repeat for g, f in self.notified.items() if f]
+        return min(times) if times else None
+
+    def flush(self, now: float) -> list[Notification]:
+        """The messages due at ``now``; the groups then count them as sent."""
+        wait = self.settings.group_wait
+        due = sorted(g for g, t in self.dirty.items() if t + wait <= now)
+        out: list[Notification] = []
+        changed: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        for g in due:
+            del self.dirty[g]
+            now_firing, before = self.firing(g), self.notified.get(g, {})
+            if now_firing != before:
+                changed.append((g, now_firing, before))
+        if len(changed) > 1 and self._storming(now):
+            out.append(self._storm(changed, now))
+            for g, now_firing, _ in changed:
+                self._told(g, now_firing, now)
+        else:
+            for g, now_firing, before in changed:
+                n = self._message(g, now_firing, before, now)
+                if n is not None:
+                    out.append(n)
+                self._told(g, now_firing, now)
+        repeat = self._repeat
+        if repeat > 0:
+            for g, told in sorted(self.notified.items()):
+                if told and g not in self.dirty and self.last_sent.get(g, now) + repeat <= now:
+                    out.append(self._make(g, "repeat", "firing", told, {}, now))
+                    self.last_sent[g] = now
+        self._forget_healthy()
+        return out
+
+    def _forget_healthy(self) -> None:
+        """Points up and in no message's set: nothing to remember of them."""
+        if self.dirty:
+            return  # a pending group may still need their facts for its resolved message
+        told = {p for f in self.notified.values() for p in f}
+        for p in [p for p, a in self.current.items() if a.state == "up" and p not in told]:
+            del self.current[p]
+
+    def _told(self, group: str, firing: dict[str, str], now: float) -> None:
+        if firing:
+            if group not in self.started:
+                since = [self.current[p].since for p in firing if p in self.current]
+                self.started[group] = min(since, default=now)
+            self.notified[group] = firing
+            self.last_sent[group] = now
+        else:
+            self.notified.pop(group, None)
+            self.last_sent.pop(group, None)
+            self.started.pop(group, None)
+
+    def _storming(self, now: float) -> bool:
+        window = self.settings.storm.window
+        while self._changes and self._changes[0][0] < now - window:
+            self._changes.popleft()
+        return sum(n for _, n in self._changes) > self.settings.storm.changes
+
+    def _message(
+        self, group: str, firing: dict[str, str], before: dict[str, str], now: float
+    ) -> Notification | None:
+        gap = group.startswith("gap:")
+        if firing:
+            return self._make(group, "gap" if gap else "firing", "firing", firing, before, now)
+        if not self.receiver.send_resolved:
+            return None
+        return self._make(group, "gap-resolved" if gap else "resolved", "resolved", {}, before, now)
+
+    def _make(
+        self,
+        group: str,
+        kind: Kind,
+        status: Literal["firing", "resolved"],
+        firing: dict[str, str],
+        before: dict[str, str],
+        now: float,
+    ) -> Notification:
+        alerts = [self._shown(p, s) for p, s in firing.items()]
+        alerts += [self._resolved(p, s) for p, s in before.items() if p not in firing]
+        return Notification(
+            receiver=self.receiver.name,
+            kind=kind,
+            status=status,
+            group=self._describe(group, firing, alerts),
+            alerts=alerts,
+            created_at=now,
+        )
+
+    def _shown(self, point: str, state: str) -> dict[str, Any]:
+        return {**self.current[point].shown(state), "was": None}
+
+    def _resolved(self, point: str, was: str) -> dict[str, Any]:
+        """A point no longer firing in the group; ``was`` the state last told."""
+        a = self.current.get(point)
+        if a is not None:
+            return {**a.shown(a.state), "was": was}
+        facts = self._facts(point)
+        return {
+            "was": was,
+            "point": point,
+            "name": facts.name if facts else point,
+            "district": facts.district if facts else "",
+            "district_name": facts.district_name if facts else "",
+            "level": facts.level if facts else "",
+            "state": State.UP.value,
+            "previous": "",
+            "since": None,
+            "reason": "",
+            "cause": point,
+            "cause_name": facts.name if facts else point,
+            "metrics": {},
+        }
+
+    def _describe(
+        self, group: str, firing: dict[str, str], alerts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The group's label and what the message is about: its causes, rooms, counts."""
+        by, _, value = group.partition(":")
+        info: dict[str, Any] = {"key": group, "by": by if value else group}
+        if group in self.started:
+            info["started"] = self.started[group]
+        if by == "district" and value:
+            facts = self._facts(value)
+            info["district"] = value
+            info["district_name"] = facts.name if facts else value
+        causes: dict[str, dict[str, Any]] = {}
+        counts: dict[str, int] = {}
+        for a in alerts:
+            if a["point"] not in firing:
+                continue
+            counts[a["state"]] = counts.get(a["state"], 0) + 1
+            c = causes.setdefault(
+                a["cause"],
+                {"point": a["cause"], "name": a["cause_name"], "rooms": 0},
+            )
+            c["rooms"] += 1
+            if a["point"] == a["cause"] or a["cause"].startswith("agent:") or "state" not in c:
+                c.update(state=a["state"], reason=a["reason"], since=a["since"])
+        info["causes"] = sorted(causes.values(), key=lambda c: (-c["rooms"], c["point"]))
+        info["rooms"] = len(firing)
+        info["counts"] = counts
+        info["since"] = min((a["since"] for a in alerts if a["point"] in firing), default=None)
+        return info
+
+    def _storm(
+        self, changed: list[tuple[str, dict[str, str], dict[str, str]]], now: float
+    ) -> Notification:
+        alerts: list[dict[str, Any]] = []
+        firing_all: dict[str, str] = {}
+        for _, firing, before in changed:
+            alerts += [self._shown(p, s) for p, s in firing.items()]
+            alerts += [self._resolved(p, s) for p, s in before.items() if p not in firing]
+            firing_all.update(firing)
+        group = self._describe("storm", firing_all, alerts)
+        group["groups"] = len(changed)
+        group["districts"] = len({a["district"] for a in alerts if a["point"] in firing_all})
+        group["changes"] = sum(n for _, n in self._changes)
+        group["window"] = self.settings.storm.window
+        status: Literal["firing", "resolved"] = "firing" if firing_all else "resolved"
+        return Notification(self.receiver.name, "storm", status, group, alerts, now)
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """What a restart needs (the service stores it with the notifications)."""
+        return {
+            "last_event": self.last_event,
+            "current": [asdict(a) for a in self.current.values()],
+            "notified": self.notified,
+            "last_sent": self.last_sent,
+            "started": self.started,
+            "dirty": self.dirty,
+        }
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.last_event = int(data.get("last_event", 0))
+        self.current = {a["point"]: Alert(**a) for a in data.get("current", [])}
+        self.notified = {g: dict(f) for g, f in data.get("notified", {}).items()}
+        self.last_sent = {g: float(t) for g, t in data.get("last_sent", {}).items()}
+        self.started = {g: float(t) for g, t in data.get("started", {}).items()}
+        self.dirty = {g: float(t) for g, t in data.get("dirty", {}).items()}
