@@ -124,8 +124,11 @@ class Groups:
         receiver: Receiver,
         settings: AlertsSettings,
         facts: Callable[[str], PointFacts | None],
+        settle: float = 0.0,
     ) -> None:
         self.receiver = receiver
+        #: the longest a group is held for an uplink whose own state is not known yet
+        self.settle = settle
         self.settings = settings
         self._facts = facts
         self._notify = frozenset(receiver.states)
@@ -263,8 +266,10 @@ class Groups:
         out: list[Notification] = []
         changed: list[tuple[str, dict[str, str], dict[str, str]]] = []
         for g in due:
-            del self.dirty[g]
             now_firing, before = self.firing(g), self.notified.get(g, {})
+            if now - self.dirty[g] < self.settle and self._unsettled(now_firing):
+                continue
+            del self.dirty[g]
             if now_firing != before:
                 changed.append((g, now_firing, before))
         if len(changed) > 1 and self._storming(now):
@@ -293,6 +298,23 @@ class Groups:
         told = {p for f in self.notified.values() for p in f}
         for p in [p for p, a in self.current.items() if a.state == "up" and p not in told]:
             del self.current[p]
+
+    def _unsettled(self, firing: dict[str, str]) -> bool:
+        """Rooms unreachable behind an uplink that is not yet down itself ("not answering":
+        it has missed fewer than ``fail_after`` cycles while they reached theirs). In a
+        cycle or two the uplink is down, or answers again: until then the message would
+        name the wrong cause, and the next one would repeat the outage. Held at most
+        :attr:`settle` seconds."""
+        for point, state in firing.items():
+            if state != State.UNREACHABLE.value:
+                continue
+            a = self.current[point]
+            if a.cause == point:
+                continue
+            cause = self.current.get(a.cause)
+            if cause is None or cause.state not in self._notify:
+                return True
+        return False
 
     def _told(self, group: str, firing: dict[str, str], now: float) -> None:
         if firing:

@@ -190,7 +190,10 @@ class Alerts:
         self.monitor.telemetry.watch_outbox(self.pending)
 
     def _make(self, spec: Receiver, secret: str | None, saved: str | None) -> _Receiver:
-        groups = Groups(spec, self.settings, _facts_of(self.monitor.inv))
+        s = self.monitor.inv.settings
+        groups = Groups(
+            spec, self.settings, _facts_of(self.monitor.inv), (s.fail_after + 1) * s.interval
+        )
         if spec.format == "alertmanager-api":
             groups.repeat_every = AM_RESEND
         if saved is not None:
@@ -307,8 +310,9 @@ class Alerts:
         for g in groups:
             due = g.next_due()
             if due is not None and due <= now:
-                notes += g.flush(now)
-                self._dirty_state = True
+                made = g.flush(now)
+                if made:
+                    notes += made
         if notes or self._unsaved or self._dirty_state:
             await self._commit(notes)
 

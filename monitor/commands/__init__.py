@@ -22,4 +22,5 @@ COMMANDS = (
     "dashboard",
     "lab",
     "inventory",
+    "alerts",
 )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from monitor.alerts.formats import Rendered
 from monitor.commands.argtypes import number_in, whole_number
 from monitor.commands.common import (
     Subparsers,
@@ -65,14 +66,34 @@ class DemoOptions:
     lab_base: IPv4Address = LAB_BASE  # first lab address; another block lets two demos coexist
 
 
+#: the demo's alert receiver when the inventory has none: never sent to, only printed
+DEMO_RECEIVER = "demo"
+
+
 def demo_inventory(inv: Inventory, base: IPv4Address = LAB_BASE) -> Inventory:
-    """The inventory on lab addresses, with reachability decided by SIP (see the module docstring)."""
+    """The inventory on lab addresses, with reachability decided by SIP (see the module
+    docstring), and an alert receiver whose messages are printed, not sent, when it has
+    none of its own (the demo runs dry: it never sends a notification anywhere)."""
+    from monitor.alerts.config import Receiver
+
     mapped = lab_inventory(inv, base)
     profiles = {
         name: p.model_copy(update={"reachable_by": ["sip"]}) if p.sip is not None else p
         for name, p in mapped.profiles.items()
     }
-    return replace(mapped, profiles=profiles)
+    alerts = mapped.alerts
+    if not alerts.receivers:
+        demo = Receiver(name=DEMO_RECEIVER, url="http://demo.invalid/", format="slack")
+        alerts = alerts.model_copy(update={"receivers": [demo]})
+    return replace(mapped, profiles=profiles, alerts=alerts)
+
+
+def _print_alert(receiver: str, rendered: Rendered) -> None:
+    """The demo's dry run of an alert: what would be sent, as the chat would show it."""
+    lines = rendered.text.splitlines() or [rendered.summary]
+    print(f"-- alert to {receiver} (not sent: demo): {lines[0]}", flush=True)
+    for line in lines[1:]:
+        print(f"   {line}", flush=True)
 
 
 async def _print_events(monitor: Monitor, tz: zoneinfo.ZoneInfo) -> None:
@@ -124,6 +145,8 @@ async def run_demo(opts: DemoOptions) -> int:
             f"{len(inv.points)} lab points on {opts.lab_base}-{list(inv.points.values())[-1].host}; "
             f"metrics and API on {url}/ ; started in {time.monotonic() - started:.1f} s",
             "reachability decided by SIP: the kernel answers every 127.x ping, the lab cannot cut ICMP",
+            f"alerts are not sent in the demo: see {url}/api/v1/notifications "
+            "(printed with --no-dashboard)",
         ]
         tasks: list[asyncio.Task[None]] = []
         if scenario is not None:
@@ -148,7 +171,13 @@ async def run_demo(opts: DemoOptions) -> int:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    app_opts = AppOptions(listen=opts.listen, icmp="auto", drop=muted.__contains__)
+    app_opts = AppOptions(
+        listen=opts.listen,
+        icmp="auto",
+        drop=muted.__contains__,
+        # with the dashboard on the screen, alerts are only in /api/v1/notifications
+        alerts_printer=_print_alert if not opts.dashboard else lambda _r, _m: None,
+    )
     try:
         async with lab:
             return await serve(inv, app_opts, foreground, duration=opts.duration)
