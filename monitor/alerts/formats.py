@@ -21,7 +21,6 @@ sends the same bytes (and so the same signature), whatever changed since.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import zoneinfo
 from dataclasses import dataclass
@@ -182,8 +181,14 @@ def _annotations(a: dict[str, Any], ctx: Context) -> dict[str, str]:
 
 
 def _fingerprint(labels: dict[str, str]) -> str:
-    text = "\xff".join(f"{k}\xfe{v}" for k, v in sorted(labels.items()))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """Alertmanager's fingerprint of a label set (FNV-1a 64 over the sorted names and
+    values, each followed by 0xff), so an alert has one id whether it reaches a receiver
+    from confmon directly or through an Alertmanager."""
+    h = 0xCBF29CE484222325
+    for key in sorted(labels):
+        for byte in key.encode() + b"\xff" + labels[key].encode() + b"\xff":
+            h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
 
 
 def _group_labels(n: Notification) -> dict[str, str]:
@@ -197,7 +202,7 @@ def _group_labels(n: Notification) -> dict[str, str]:
 def _am_webhook(n: Notification, receiver: Receiver, ctx: Context, text: str) -> dict[str, Any]:
     alerts: list[dict[str, Any]] = []
     started = n.group.get("started")
-    for a in n.alerts:
+    for a in _with_replaced(n.alerts):
         labels = _labels(a)
         resolved = bool(a.get("was"))
         alerts.append(
@@ -205,7 +210,9 @@ def _am_webhook(n: Notification, receiver: Receiver, ctx: Context, text: str) ->
                 "status": "resolved" if resolved else "firing",
                 "labels": labels,
                 "annotations": _annotations(a, ctx),
-                "startsAt": _iso(started if resolved and started else a["since"]),
+                "startsAt": _iso(
+                    (a.get("prior_since") or started or a["since"]) if resolved else a["since"]
+                ),
                 "endsAt": _iso(a["since"] or n.created_at) if resolved else _ZERO_TIME,
                 "generatorURL": ctx.external_url,
                 "fingerprint": _fingerprint(labels),
@@ -236,16 +243,29 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
     return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
 
 
+def _with_replaced(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``alerts`` and, for each whose state changed since the last message (down to
+    unreachable, say), the old one as resolved: Alertmanager knows an alert by its labels,
+    and the alert name says the state."""
+    out = list(alerts)
+    for a in alerts:
+        if a.get("replaces"):
+            out.append({**a, "was": a["replaces"], "replaces": None})
+    return out
+
+
 def _am_api(n: Notification, ctx: Context, text: str) -> list[dict[str, Any]]:
     out = []
-    for a in n.alerts:
+    started = n.group.get("started")
+    for a in _with_replaced(n.alerts):
         resolved = bool(a.get("was"))
-        starts = a["since"] if not resolved else None
+        # as Prometheus does: startsAt always, a resolved alert's the start of its trouble
+        starts = (a.get("prior_since") or started or a["since"]) if resolved else a["since"]
         out.append(
             {
                 "labels": _labels(a),
                 "annotations": _annotations(a, ctx),
-                **({"startsAt": _iso(starts)} if starts is not None else {}),
+                "startsAt": _iso(starts if starts is not None else n.created_at),
                 "endsAt": _iso(n.created_at if resolved else n.created_at + 4 * AM_RESEND),
                 "generatorURL": ctx.external_url,
             }
@@ -320,11 +340,19 @@ def text_of(n: Notification, ctx: Context) -> str:
                 + ": không phải sự cố tại các điểm, confmon không nhận được kết quả đo.",
             ]
         else:
+            back = max((a["since"] for a in resolved if a.get("since")), default=None)
             lines = [
                 f"⚪ {prefix}GIÁM SÁT TRỞ LẠI · {where}",
-                f"{len(resolved)} điểm lại có dữ liệu lúc {_clock(n.created_at, tz)}.",
+                f"{len(resolved)} điểm lại có dữ liệu lúc {_clock(back or n.created_at, tz)}.",
             ]
         return "\n".join(lines)
+    if n.kind == "storm" and not firing:
+        return "\n".join(
+            [
+                f"✅ {prefix}ĐÃ KHÔI PHỤC DIỆN RỘNG: {len(resolved)} điểm hoạt động trở lại "
+                f"({g.get('changes', 0)} thay đổi trong {_span(float(g.get('window', 0)))})",
+            ]
+        )
     if n.kind == "storm":
         lines = [
             f"⚠️ {prefix}SỰ CỐ DIỆN RỘNG: {g.get('changes', 0)} thay đổi trong "
@@ -348,7 +376,7 @@ def text_of(n: Notification, ctx: Context) -> str:
         lasted = ""
         earliest = _earliest_problem(n)
         if earliest is not None:
-            lasted = f" (sự cố kéo dài {_span(n.created_at - earliest)})"
+            lasted = f" (sự cố kéo dài {_span((first or n.created_at) - earliest)})"
         lines.append(
             f"{len(resolved)} điểm hoạt động trở lại lúc {_clock(first or started or n.created_at, tz)}"
             + lasted

@@ -77,9 +77,16 @@ class Alert:
     metrics: dict[str, float | None] = field(default_factory=dict)
     #: the state before a run of ``unknown`` (what a frozen alert keeps showing)
     last_known: str = State.UP.value
+    #: a frozen alert's facts as they were told (since, reason, cause of the outage),
+    #: while the point is ``unknown``
+    known: dict[str, Any] | None = None
+    #: when the state it left began (a resolved alert's start, for Alertmanager)
+    prior_since: float | None = None
 
     def shown(self, state: str) -> dict[str, Any]:
         """The alert as a message lists it, in ``state`` (a frozen one: its last known)."""
+        if state != self.state and self.known is not None:
+            return {**self.known, "state": state}
         return {
             "point": self.point,
             "name": self.name,
@@ -93,6 +100,7 @@ class Alert:
             "cause": self.cause,
             "cause_name": self.cause_name,
             "metrics": self.metrics,
+            "prior_since": self.prior_since,
         }
 
 
@@ -183,8 +191,14 @@ class Groups:
             before = self.current.get(e.point)
             old = self._memberships(before) if before is not None else {}
             last_known = before.last_known if before is not None else State.UP.value
-            if e.state is not State.UNKNOWN and e.state is not State.MAINTENANCE:
-                last_known = e.state.value
+            if e.state is not State.UNKNOWN:
+                last_known = e.state.value  # maintenance too: what came before it is over
+            known = None
+            if e.state is State.UNKNOWN and before is not None:
+                # frozen: it goes on saying what was known (since when, why, the cause)
+                known = before.known or (
+                    before.shown(before.state) if before.state != State.UNKNOWN.value else None
+                )
             cause = e.cause or e.point
             cause_facts = self._facts(cause)
             alert = Alert(
@@ -201,6 +215,8 @@ class Groups:
                 cause_name=cause_facts.name if cause_facts is not None else cause,
                 metrics=dict(e.metrics),
                 last_known=last_known,
+                known=known,
+                prior_since=before.since if before is not None else None,
             )
             self.current[e.point] = alert
             new = self._memberships(alert)
@@ -272,8 +288,12 @@ class Groups:
             del self.dirty[g]
             if now_firing != before:
                 changed.append((g, now_firing, before))
+            elif not now_firing:
+                self._told(g, {}, now)  # emptied silently (maintenance): its outage is over
         if len(changed) > 1 and self._storming(now):
-            out.append(self._storm(changed, now))
+            storm = self._storm(changed, now)
+            if storm.status == "firing" or self.receiver.send_resolved:
+                out.append(storm)
             for g, now_firing, _ in changed:
                 self._told(g, now_firing, now)
         else:
@@ -299,6 +319,11 @@ class Groups:
         for p in [p for p, a in self.current.items() if a.state == "up" and p not in told]:
             del self.current[p]
 
+    def _start_of(self, firing: dict[str, str], now: float) -> float:
+        """When the trouble of a group's firing set began (its earliest since)."""
+        since = [self.current[p].shown(s)["since"] for p, s in firing.items() if p in self.current]
+        return min((t for t in since if t is not None), default=now)
+
     def _unsettled(self, firing: dict[str, str]) -> bool:
         """Rooms unreachable behind an uplink that is not yet down itself ("not answering":
         it has missed fewer than ``fail_after`` cycles while they reached theirs). In a
@@ -319,8 +344,7 @@ class Groups:
     def _told(self, group: str, firing: dict[str, str], now: float) -> None:
         if firing:
             if group not in self.started:
-                since = [self.current[p].since for p in firing if p in self.current]
-                self.started[group] = min(since, default=now)
+                self.started[group] = self._start_of(firing, now)
             self.notified[group] = firing
             self.last_sent[group] = now
         else:
@@ -353,8 +377,11 @@ class Groups:
         before: dict[str, str],
         now: float,
     ) -> Notification:
-        alerts = [self._shown(p, s) for p, s in firing.items()]
-        alerts += [self._resolved(p, s) for p, s in before.items() if p not in firing]
+        if firing and group not in self.started:
+            self.started[group] = self._start_of(firing, now)
+        alerts = [self._firing(p, s, before) for p, s in firing.items()]
+        if status == "resolved" or self.receiver.send_resolved:
+            alerts += [self._resolved(p, s) for p, s in before.items() if p not in firing]
         return Notification(
             receiver=self.receiver.name,
             kind=kind,
@@ -366,6 +393,16 @@ class Groups:
 
     def _shown(self, point: str, state: str) -> dict[str, Any]:
         return {**self.current[point].shown(state), "was": None}
+
+    def _firing(self, point: str, state: str, before: dict[str, str]) -> dict[str, Any]:
+        """A firing alert; ``replaces``: the state last told, when it was another (an
+        Alertmanager knows an alert by its name, which says the state: the old one must
+        be resolved there)."""
+        shown = self._shown(point, state)
+        told = before.get(point)
+        if told is not None and told != state:
+            shown["replaces"] = told
+        return shown
 
     def _resolved(self, point: str, was: str) -> dict[str, Any]:
         """A point no longer firing in the group; ``was`` the state last told."""
@@ -426,8 +463,9 @@ class Groups:
         alerts: list[dict[str, Any]] = []
         firing_all: dict[str, str] = {}
         for _, firing, before in changed:
-            alerts += [self._shown(p, s) for p, s in firing.items()]
-            alerts += [self._resolved(p, s) for p, s in before.items() if p not in firing]
+            alerts += [self._firing(p, s, before) for p, s in firing.items()]
+            if self.receiver.send_resolved:
+                alerts += [self._resolved(p, s) for p, s in before.items() if p not in firing]
             firing_all.update(firing)
         group = self._describe("storm", firing_all, alerts)
         group["groups"] = len(changed)
