@@ -29,6 +29,7 @@ __all__ = [
     "FORMATS",
     "AlertsSettings",
     "Receiver",
+    "SecretError",
     "StormGuard",
     "resolve_secret",
 ]
@@ -76,7 +77,7 @@ class Receiver(Strict):
     url: Annotated[str, Field(min_length=1, max_length=2000)]
     format: Format = "confmon"
     secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None = None
-    secret_file: Path | None = None
+    secret_file: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     #: Telegram's and Zalo's chat id (a number, or @channel for Telegram)
     chat_id: Annotated[str, Field(min_length=1, max_length=100)] | int | None = None
     states: Annotated[list[StateName], Field(min_length=1)] = Field(
@@ -95,6 +96,8 @@ class Receiver(Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        if value.startswith("{secret}"):
+            return value  # the whole URL is the secret: checked once it is read
         parsed = urllib.parse.urlsplit(value.replace("{secret}", "secret"))
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"{quoted(value, 80)} is not an http:// or https:// URL")
@@ -167,40 +170,61 @@ class AlertsSettings(Strict):
         return value
 
 
+class SecretError(ConfmonError):
+    """A receiver's secret cannot be had: a problem of the configuration (exit 2)."""
+
+    exit_code = 2
+
+
 def resolve_secret(receiver: Receiver) -> str | None:
     """The receiver's secret from the environment or its file; :class:`ConfmonError` if it
-    is named but cannot be had (one line: which receiver, which variable or file)."""
+    is named but cannot be had (one line: which receiver, which variable or file), or if
+    the URL it completes is not an http(s) URL."""
+    secret = _read_secret(receiver)
+    if receiver.url.startswith("{secret}"):
+        url = receiver.url.replace("{secret}", secret or "")
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            where = receiver.secret_env or str(receiver.secret_file)
+            raise SecretError(
+                f"alerts: receiver {receiver.name}: the url from {where} is not an http:// or "
+                "https:// URL"
+            )
+    return secret
+
+
+def _read_secret(receiver: Receiver) -> str | None:
     if receiver.secret_env is not None:
         value = os.environ.get(receiver.secret_env, "")
         if not value.strip():
-            raise ConfmonError(
+            raise SecretError(
                 f"alerts: receiver {receiver.name}: the environment variable "
                 f"{receiver.secret_env} (secret_env) is not set or empty"
             )
         return value.strip()
     if receiver.secret_file is not None:
         try:
-            with receiver.secret_file.open("rb") as f:
+            with Path(receiver.secret_file).open("rb") as f:
                 data = f.read(65_537)
         except OSError as exc:
-            raise ConfmonError(
+            raise SecretError(
                 f"alerts: receiver {receiver.name}: cannot read secret_file "
                 f"{receiver.secret_file}: {exc.strerror or exc}"
             ) from None
         if len(data) > 65_536:
-            raise ConfmonError(
+            raise SecretError(
                 f"alerts: receiver {receiver.name}: secret_file {receiver.secret_file} is "
                 "over 64 KiB (not a secret?)"
             )
         try:
             text = data.decode("utf-8").strip()
         except UnicodeDecodeError:
-            raise ConfmonError(
+            raise SecretError(
                 f"alerts: receiver {receiver.name}: secret_file {receiver.secret_file} is not "
                 "UTF-8 text"
             ) from None
         if not text:
-            raise ConfmonError(
+            raise SecretError(
                 f"alerts: receiver {receiver.name}: secret_file {receiver.secret_file} is empty"
             )
         return text
