@@ -133,10 +133,14 @@ class Groups:
         settings: AlertsSettings,
         facts: Callable[[str], PointFacts | None],
         settle: float = 0.0,
+        doubtful: Callable[[str, float], bool] | None = None,
     ) -> None:
         self.receiver = receiver
         #: the longest a group is held for an uplink whose own state is not known yet
         self.settle = settle
+        #: ``doubtful(point, since)``: an uplink of ``point`` failed its last cycle or has
+        #: not been heard from since the point's trouble began (see :meth:`_unsettled`)
+        self.doubtful = doubtful
         self.settings = settings
         self._facts = facts
         self._notify = frozenset(receiver.states)
@@ -325,19 +329,28 @@ class Groups:
         return min((t for t in since if t is not None), default=now)
 
     def _unsettled(self, firing: dict[str, str]) -> bool:
-        """Rooms unreachable behind an uplink that is not yet down itself ("not answering":
-        it has missed fewer than ``fail_after`` cycles while they reached theirs). In a
-        cycle or two the uplink is down, or answers again: until then the message would
-        name the wrong cause, and the next one would repeat the outage. Held at most
-        :attr:`settle` seconds."""
+        """Whether the cause of the group's trouble may not be known yet. When a district's
+        uplink is cut, all its rooms stop answering at once, but each is judged on its own
+        cycle: a commune probed just after the cut reaches ``fail_after`` up to an interval
+        before its headquarters. Until the headquarters is judged, the communes are
+        ``down`` on their own, or ``unreachable`` behind an uplink that is only "not
+        answering"; a message then would name the wrong cause, and the next one repeat the
+        outage. So a group is held while a room of it is unreachable behind an uplink not
+        yet down, or down while an uplink of it failed its last cycle or has not been heard
+        from since the room began to fail (:attr:`doubtful`). In a cycle or two the uplink
+        is down or answers again. Held at most :attr:`settle` seconds."""
         for point, state in firing.items():
-            if state != State.UNREACHABLE.value:
-                continue
             a = self.current[point]
-            if a.cause == point:
-                continue
-            cause = self.current.get(a.cause)
-            if cause is None or cause.state not in self._notify:
+            if state == State.UNREACHABLE.value and a.cause != point:
+                cause = self.current.get(a.cause)
+                if cause is None or cause.state not in self._notify:
+                    return True
+            elif (
+                state == State.DOWN.value
+                and a.cause == point
+                and self.doubtful is not None
+                and self.doubtful(point, a.since)
+            ):
                 return True
         return False
 

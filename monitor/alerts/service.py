@@ -41,6 +41,7 @@ from monitor.alerts.config import AlertsSettings, Receiver, resolve_secret
 from monitor.alerts.delivery import MAX_AGE, Outcome, backoff, post, sleep_until
 from monitor.alerts.formats import AM_RESEND, Context, Rendered, render
 from monitor.alerts.grouping import Groups, Notification, PointFacts
+from monitor.core.events import State
 from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
 from monitor.outputs.eventlog import LogBusy, LogUnavailable
@@ -192,7 +193,11 @@ class Alerts:
     def _make(self, spec: Receiver, secret: str | None, saved: str | None) -> _Receiver:
         s = self.monitor.inv.settings
         groups = Groups(
-            spec, self.settings, _facts_of(self.monitor.inv), (s.fail_after + 1) * s.interval
+            spec,
+            self.settings,
+            _facts_of(self.monitor.inv),
+            settle=(s.fail_after + 1) * s.interval,
+            doubtful=self._uplink_doubtful,
         )
         if spec.format == "alertmanager-api":
             groups.repeat_every = AM_RESEND
@@ -211,6 +216,25 @@ class Alerts:
         for state in ("delivered", "retried", "failed", "expired"):
             self.monitor.telemetry.notifications.labels(spec.name, state)
         return _Receiver(spec, secret, groups)
+
+    def _uplink_doubtful(self, point: str, since: float) -> bool:
+        """Whether an uplink of ``point`` (down since ``since``) may be the cause after all:
+        it failed its last cycle without being down yet, or it has not been heard from
+        since ``point`` began to fail (its first failed cycle, ``fail_after - 1``
+        intervals before ``since``)."""
+        inv, model = self.monitor.inv, self.monitor.model
+        s = inv.settings
+        began = since - s.fail_after * s.interval
+        p = inv.points.get(point)
+        parent = p.parent if p is not None else None
+        while parent is not None:
+            h = model.points.get(parent)
+            if h is None or (h.state is not State.UP and h.state is not State.DEGRADED):
+                return False  # down (the room would be unreachable), unknown, maintenance
+            if h.last_ok is False or h.last_seen is None or h.last_seen < began:
+                return True
+            parent = h.point.parent
+        return False
 
     async def stop(self) -> None:
         """Stop feeding and sending; whatever is pending stays pending (sent after a

@@ -660,3 +660,32 @@ def test_a_hold_for_an_uplink_is_bounded() -> None:
     assert g.flush(T0 + 14.0) == []
     n = one(g.flush(T0 + 15.0))
     assert n.group["rooms"] == len(communes)
+
+
+def test_rooms_down_before_their_uplink_is_judged_wait_for_it() -> None:
+    """A commune probed just after the cut is down on its own before its headquarters
+    missed a cycle: held while the uplink is in doubt, then one message naming it."""
+    doubt = {"now": True}
+    g, log = make()
+    g.settle = 15.0
+    hq, *communes = points_of("ba-vi")
+    g.doubtful = lambda point, since: point != hq and doubt["now"]  # the HQ has no uplink
+    g.add([log.ev(p, "down", T0) for p in communes[:5]], T0)
+    assert g.flush(T0 + 2.0) == []  # the headquarters has not been judged since
+    g.add(
+        [log.ev(hq, "down", T0 + 4.0)]
+        + [log.ev(p, "unreachable", T0 + 4.0, cause=hq) for p in communes],
+        T0 + 4.0,
+    )
+    doubt["now"] = False  # judged: down
+    n = one(g.flush(T0 + 4.1))
+    assert [c["point"] for c in n.group["causes"]] == [hq]
+    assert n.group["counts"] == {"down": 1, "unreachable": len(communes)}
+
+
+def test_a_room_down_with_its_uplink_answering_is_told_at_once() -> None:
+    g, log = make()
+    g.settle = 15.0
+    g.doubtful = lambda point, since: False
+    n = fire(g, [log.ev("ba-vi.c1", "down", T0)], T0)
+    assert n.group["causes"][0]["point"] == "ba-vi.c1"

@@ -207,6 +207,10 @@ async def test_headless_demo_reports_the_district_and_its_communes(tmp_path: Pat
     assert {p for s, p, _ in changes if s in ("down", "unreachable")} == {"ba-vi", *communes}
     first = sum(int(n) for n in re.findall(r"^(\d+) points up \(first results\)$", out, re.M))
     assert 420 <= first <= 450, out  # every point outside Ba Vì came up
+    # the alert it would send, printed, not sent: one message for the district
+    alerts = re.findall(r"^-- alert to demo \(not sent: demo\): (.*)$", out, re.M)
+    assert len(alerts) == 1 and "SỰ CỐ · Huyện Ba Vì" in alerts[0], out
+    assert re.search(r"^   Tổng: 30 điểm — 1 mất kết nối, 29 không truy cập được$", out, re.M), out
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
