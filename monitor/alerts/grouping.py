@@ -290,7 +290,11 @@ class Groups:
             if now - self.dirty[g] < self.settle and self._unsettled(now_firing):
                 continue
             del self.dirty[g]
-            if now_firing != before:
+            if g.startswith("gap:") and now_firing and before:
+                # a gap that grows or shrinks (an agent's points coming back one by one) is
+                # the same gap: one message when it opens, one when it is over
+                self.notified[g] = {**before, **now_firing}
+            elif now_firing != before:
                 changed.append((g, now_firing, before))
             elif not now_firing:
                 self._told(g, {}, now)  # emptied silently (maintenance): its outage is over

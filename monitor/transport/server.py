@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
+import zoneinfo
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -338,7 +340,11 @@ class BrokerTransport:
         for agent, info in self.agents.items():
             lost = sorted((before[agent] | info.points) - covered) if not info.online else []
             if lost and info.since:  # said offline (a status heard), not merely not heard yet
-                since = time.strftime("%H:%M:%S", time.localtime(info.since or now))
+                # in the inventory's time zone, as every screen and message shows times
+                zone = zoneinfo.ZoneInfo(self.monitor.inv.settings.timezone)
+                since = datetime.datetime.fromtimestamp(info.since or now, zone).strftime(
+                    "%H:%M:%S"
+                )
                 self.monitor.publish(
                     self.monitor.model.mark_gap(
                         lost, f"agent {agent} offline since {since}", f"agent:{agent}", now

@@ -689,3 +689,17 @@ def test_a_room_down_with_its_uplink_answering_is_told_at_once() -> None:
     g.doubtful = lambda point, since: False
     n = fire(g, [log.ev("ba-vi.c1", "down", T0)], T0)
     assert n.group["causes"][0]["point"] == "ba-vi.c1"
+
+
+def test_a_gap_closing_bit_by_bit_is_one_message_when_it_is_over() -> None:
+    """An agent's points come back a few at a time: no message per step, one at the end
+    listing every room of the gap."""
+    g, log = make({"states": ["down", "unreachable", "unknown"]})
+    rooms = points_of("ba-vi") + points_of("soc-son")
+    gap = fire(g, log.all(rooms, "unknown", T0, cause="agent:hn-03"), T0)
+    assert gap.kind == "gap" and gap.group["rooms"] == len(rooms)
+    g.add(log.all(rooms[:40], "up", T0 + 10), T0 + 10)
+    assert g.flush(T0 + 13) == []
+    g.add(log.all(rooms[40:], "up", T0 + 20), T0 + 20)
+    back = one(g.flush(T0 + 23))
+    assert back.kind == "gap-resolved" and len(back.alerts) == len(rooms)

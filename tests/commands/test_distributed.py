@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -196,3 +197,39 @@ def cut_uplink(nft: str, gid: int, block: str) -> Iterator[None]:
         yield
     finally:
         subprocess.run([nft, "delete", "table", "inet", table], check=True)
+
+
+async def test_a_lost_agent_is_one_monitoring_gap_message_not_an_alarm_per_room(
+    tmp_path: Path,
+) -> None:
+    """by-district: a killed agent's points are a gap (unknown, cause agent:ID). A receiver
+    that asks for unknown gets ONE gap message for its rooms and one when they are back;
+    no room is reported down."""
+    from tests.alerts.receiver import Receiver as Hook
+
+    roots = list(INV.roots)
+    thirds = {a: roots[i::3] for i, a in enumerate(AGENTS)}
+    lost = sum(1 + len(INV.descendants(d)) for d in thirds["agent-3"])
+    async with Hook() as hook:
+        section = (
+            "agents: {assign: by-district, districts: "
+            + json.dumps(thirds)
+            + "}\nalerts: {group_wait: 1s, receivers: [{name: noc, url: '"
+            + hook.url
+            + "', format: slack, states: [down, unreachable, unknown]}]}\n"
+        )
+        async with distributed(tmp_path, section) as (server, agents, _):
+            await server.wait_all_up(N, within=90)
+            agents.procs["agent-3"].kill()
+            await agents.procs["agent-3"].wait()
+            (gap,) = await hook.wait_for(1, 60)
+            await asyncio.sleep(3 * INV.settings.interval)
+            assert len(hook.arrivals) == 1, [a.json()["text"] for a in hook.arrivals]
+            text = gap.json()["text"]
+            assert text.startswith("⚪ ") and "MẤT GIÁM SÁT · agent agent-3" in text, text
+            assert f"{lost} điểm không có dữ liệu" in text, text
+            await agents.start("agent-3")
+            await server.wait_all_up(N, within=90)
+            (_, back) = await hook.wait_for(2, 60)
+            assert "GIÁM SÁT TRỞ LẠI · agent agent-3" in back.json()["text"]
+            assert count_events(server.state_db, state="down") == 0
