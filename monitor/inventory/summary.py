@@ -43,6 +43,16 @@ def summarise(inv: Inventory) -> dict[str, Any]:
             name: {"points": used.get(name, 0), "probes": profile.probes()}
             for name, profile in inv.profiles.items()
         },
+        "alerts": [
+            {
+                "name": r.name,
+                "format": r.format,
+                "states": list(r.states),
+                "districts": list(r.districts),
+                "secret": r.secret_env or r.secret_file,
+            }
+            for r in inv.alerts.receivers
+        ],
     }
 
 
@@ -85,3 +95,25 @@ def print_summary(inv: Inventory, console: Console) -> None:
     for name, info in data["profiles"].items():
         profiles.add_row(_t(name), str(info["points"]), ", ".join(info["probes"]))
     console.print(profiles)
+    if not data["alerts"]:
+        console.print(_t("alerts: no receivers (state changes are not sent anywhere)"))
+        return
+    a = inv.alerts
+    receivers = Table(
+        title=f"Alert receivers (grouped by {a.group_by}, after {format_duration(a.group_wait)})"
+        if a.group_wait
+        else f"Alert receivers (grouped by {a.group_by})",
+        title_justify="left",
+        show_edge=False,
+    )
+    for column in ("receiver", "format", "states", "districts", "secret from"):
+        receivers.add_column(column)
+    for r in data["alerts"]:
+        receivers.add_row(
+            _t(r["name"]),
+            r["format"],
+            ", ".join(r["states"]),
+            _t(", ".join(r["districts"]) or "all"),
+            _t(r["secret"] or "-"),
+        )
+    console.print(receivers)

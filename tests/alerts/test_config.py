@@ -33,11 +33,16 @@ profiles:
 """
 
 
-def _doc_example() -> str:
-    text = (ROOT / "docs" / "alerts.md").read_text(encoding="utf-8")
+def _doc_example(doc: str = "docs/alerts.md") -> str:
+    text = (ROOT / doc).read_text(encoding="utf-8")
     match = re.search(r"```yaml\n(alerts:.*?)```", text, re.S)
-    assert match, "docs/alerts.md has its example alerts: section"
+    assert match, f"{doc} has its example alerts: section"
     return match.group(1)
+
+
+def test_the_readmes_example_is_a_valid_section() -> None:
+    inv = parse_inventory(_doc_example("README.md") + POINTS)
+    assert [r.format for r in inv.alerts.receivers] == ["zalo", "telegram", "slack"]
 
 
 def test_the_documented_example_is_a_valid_section() -> None:
