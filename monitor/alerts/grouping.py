@@ -314,10 +314,22 @@ class Groups:
         if repeat > 0:
             for g, told in sorted(self.notified.items()):
                 if told and g not in self.dirty and self.last_sent.get(g, now) + repeat <= now:
-                    out.append(self._make(g, "repeat", "firing", told, {}, now))
+                    # a gap's reminder is a gap message again, not an incident's
+                    kind: Kind = "gap" if g.startswith("gap:") else "repeat"
+                    out.append(self._make(g, kind, "firing", self._still(told), {}, now))
                     self.last_sent[g] = now
         self._forget_healthy()
         return out
+
+    def _still(self, told: dict[str, str]) -> dict[str, str]:
+        """The points of a message's set that are still in trouble (a gap's set is kept
+        whole until it closes: its reminder names only the rooms still without data)."""
+        kept = {
+            p: s
+            for p, s in told.items()
+            if (a := self.current.get(p)) is not None and a.state != State.UP.value
+        }
+        return kept or told
 
     def _forget_healthy(self) -> None:
         """Points up and in no message's set: nothing to remember of them."""
