@@ -15,6 +15,8 @@ that has no secrets.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -51,6 +53,23 @@ _OWN_HEADERS = frozenset(
 )
 
 ReceiverName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+def check_http_url(value: str) -> None:
+    """ValueError unless ``value`` is an http(s) URL with a plausible host (no spaces)."""
+    bad = ValueError(f"{quoted(value, 80)} is not an http:// or https:// URL")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise bad
+    parsed = urllib.parse.urlsplit(value)
+    try:
+        host = parsed.hostname
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise bad from None
+    if parsed.scheme not in ("http", "https") or not host:
+        raise bad
+    if not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+", host):
+        raise bad
 
 
 def _one_label(value: Any) -> Any:
@@ -96,11 +115,16 @@ class Receiver(Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if value.startswith("{secret}"):
+        rest = value.replace("{secret}", "")
+        if "{" in rest or "}" in rest:
+            raise ValueError(
+                f"{quoted(value, 80)}: the only placeholder a url may hold is {{secret}}"
+            )
+        if value == "{secret}":
             return value  # the whole URL is the secret: checked once it is read
-        parsed = urllib.parse.urlsplit(value.replace("{secret}", "secret"))
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"{quoted(value, 80)} is not an http:// or https:// URL")
+        if value.startswith("{secret}"):
+            raise ValueError("{secret} stands for a whole url or for a part after the host")
+        check_http_url(value.replace("{secret}", "secret"))
         return value
 
     @field_validator("headers")
@@ -116,15 +140,20 @@ class Receiver(Strict):
         if self.secret_env is not None and self.secret_file is not None:
             raise ValueError("give secret_env or secret_file, not both")
         has_secret = self.secret_env is not None or self.secret_file is not None
+        if self.format in CHATS and self.chat_id is None:
+            raise ValueError(f"the {self.format} format needs chat_id (the chat to send to)")
         if "{secret}" in self.url and not has_secret:
             raise ValueError("the url holds {secret}: give secret_env or secret_file")
+        if has_secret and self.format != "confmon" and "{secret}" not in self.url:
+            raise ValueError(
+                f"the {self.format} format uses its secret only in the url: put {{secret}} "
+                "where it goes (e.g. .../bot{secret}/sendMessage), or remove the secret"
+            )
         if self.format == "confmon" and not has_secret:
             raise ValueError(
                 "the confmon format is signed (X-Confmon-Signature): give secret_env or "
                 "secret_file with the key"
             )
-        if self.format in CHATS and self.chat_id is None:
-            raise ValueError(f"the {self.format} format needs chat_id (the chat to send to)")
         return self
 
 
@@ -141,16 +170,28 @@ class AlertsSettings(Strict):
     storm: StormGuard = Field(default_factory=StormGuard)
     #: a link put in every message (the operators' Grafana or dashboard), if given
     external_url: Annotated[str, Field(max_length=2000)] = ""
+    #: after a group's message, the least time before the next one for it (an update:
+    #: rooms added or recovered); the first message of a group waits only ``group_wait``
+    group_interval: Annotated[float, Field(ge=0.0, le=3600.0)] = 30.0
     receivers: list[Receiver] = Field(default_factory=list)
 
-    @field_validator("group_wait", "repeat_interval", mode="before")
+    @field_validator("group_wait", "repeat_interval", "group_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         from monitor.inventory.units import parse_duration
 
-        if value == 0 or value == "0":
+        if isinstance(value, str) and re.fullmatch(r"\s*0+(\.0*)?\s*(ms|s|m|h|d)?\s*", value):
+            return 0.0  # "0", "0s": off (parse_duration wants a positive duration)
+        if value == 0 and not isinstance(value, bool):
             return 0.0
         return parse_duration(value)
+
+    @field_validator("external_url")
+    @classmethod
+    def _link(cls, value: str) -> str:
+        if value:
+            check_http_url(value)
+        return value
 
     @field_validator("repeat_interval")
     @classmethod
@@ -170,6 +211,20 @@ class AlertsSettings(Strict):
         return value
 
 
+def _read_regular(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file. Opened without blocking, so that a FIFO
+    without a writer (or a device) is refused at once instead of hanging the start."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise OSError(0, f"{kind} (give a file holding the secret)")
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
 class SecretError(ConfmonError):
     """A receiver's secret cannot be had: a problem of the configuration (exit 2)."""
 
@@ -181,15 +236,24 @@ def resolve_secret(receiver: Receiver) -> str | None:
     is named but cannot be had (one line: which receiver, which variable or file), or if
     the URL it completes is not an http(s) URL."""
     secret = _read_secret(receiver)
-    if receiver.url.startswith("{secret}"):
-        url = receiver.url.replace("{secret}", secret or "")
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            where = receiver.secret_env or str(receiver.secret_file)
+    where = receiver.secret_env or str(receiver.secret_file)
+    if receiver.url == "{secret}":
+        try:
+            check_http_url(secret or "")
+        except ValueError:
             raise SecretError(
                 f"alerts: receiver {receiver.name}: the url from {where} is not an http:// or "
                 "https:// URL"
-            )
+            ) from None
+    elif (
+        "{secret}" in receiver.url
+        and secret is not None
+        and not re.fullmatch(r"[A-Za-z0-9._~:@!$&'()*+,;=-]+", secret)
+    ):
+        raise SecretError(
+            f"alerts: receiver {receiver.name}: the secret from {where} holds characters "
+            "that cannot go into its url (spaces, /, ?, #, %): is it the bot's token?"
+        )
     return secret
 
 
@@ -204,8 +268,7 @@ def _read_secret(receiver: Receiver) -> str | None:
         return value.strip()
     if receiver.secret_file is not None:
         try:
-            with Path(receiver.secret_file).open("rb") as f:
-                data = f.read(65_537)
+            data = _read_regular(Path(receiver.secret_file), 65_537)
         except OSError as exc:
             raise SecretError(
                 f"alerts: receiver {receiver.name}: cannot read secret_file "

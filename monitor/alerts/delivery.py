@@ -181,10 +181,19 @@ async def post(
     if 200 <= status < 300:
         if ok is False:
             return Outcome("failed", detail, status=status)
+        if ok is None and receiver.format in ("telegram", "zalo"):
+            # the Bot APIs always answer JSON with "ok": a page of HTML is something else
+            # on the way (a proxy's login page, a wrong host)
+            return Outcome(
+                "failed",
+                f"HTTP {status} without the Bot API's JSON answer ({first[:80] or 'empty'}): "
+                "check the url",
+                status=status,
+            )
         return Outcome("delivered", f"HTTP {status}", status=status)
     if status in (429, 503) and (retry_after is not None or said_wait is not None):
         wait = retry_after if retry_after is not None else _retry_after(str(said_wait), 0.0)
-        return Outcome("retry", f"{detail} (retry after {wait:g}s)", wait=wait, status=status)
+        return Outcome("retry", f"HTTP {status}, retry after {wait:g}s", wait=wait, status=status)
     if status in _TEMPORARY or status >= 500:
         return Outcome("retry", detail, status=status)
     if 300 <= status < 400:

@@ -98,7 +98,7 @@ def render(n: Notification, receiver: Receiver, ctx: Context) -> Rendered:
     elif fmt == "alertmanager-api":
         doc = _am_api(n, ctx, text)
     elif fmt == "slack":
-        doc = {"text": _cut(text, TEXT_LIMIT["slack"]), "unfurl_links": False}
+        doc = {"text": _slack(_cut(text, TEXT_LIMIT["slack"])), "unfurl_links": False}
     else:  # telegram, zalo
         chat: str | int = receiver.chat_id if receiver.chat_id is not None else ""
         doc = {"chat_id": chat, "text": _cut(text, TEXT_LIMIT[fmt])}
@@ -106,6 +106,11 @@ def render(n: Notification, receiver: Receiver, ctx: Context) -> Rendered:
             doc["disable_web_page_preview"] = True
     body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return Rendered(body, "application/json; charset=utf-8", summary, text)
+
+
+def _slack(text: str) -> str:
+    """Slack's mrkdwn reads ``&``, ``<`` and ``>`` as markup: escaped as it documents."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -169,14 +174,15 @@ def _labels(a: dict[str, Any]) -> dict[str, str]:
 
 def _annotations(a: dict[str, Any], ctx: Context) -> dict[str, str]:
     state = a.get("was") or a["state"]
+    where = f" ({a['district_name']})" if a["district_name"] not in ("", a["name"]) else ""
     out = {
-        "summary": f"{a['name']} ({a['district_name']}): {_STATE_VI.get(state, state)}",
+        "summary": f"{a['name']}{where}: {_STATE_VI.get(state, state)}",
         "name": a["name"],
         "description": a["reason"],
         "cause": a["cause"],
     }
     if a.get("was"):
-        out["summary"] = f"{a['name']} ({a['district_name']}): {_STATE_VI['up']}"
+        out["summary"] = f"{a['name']}{where}: {_STATE_VI['up']}"
     return out
 
 
@@ -250,7 +256,9 @@ def _with_replaced(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = list(alerts)
     for a in alerts:
         if a.get("replaces"):
-            out.append({**a, "was": a["replaces"], "replaces": None})
+            old = {**a, "was": a["replaces"], "replaces": None}
+            old["prior_since"] = a.get("replaced_since") or a.get("prior_since")
+            out.append(old)
     return out
 
 
@@ -307,13 +315,23 @@ def _title(n: Notification) -> str:
     if key.startswith("gap:agent:"):
         return f"agent {key.removeprefix('gap:agent:')}"
     if key == "gap:all":
-        return "toàn thành phố"
+        return _where(n)
     causes = g.get("causes") or []
     if key.startswith(("cause:", "point:")) and causes:
         return str(causes[0]["name"])
     if n.alerts and key.startswith(("cause:", "point:")):
         return str(n.alerts[0]["name"])
     return "toàn thành phố"
+
+
+def _where(n: Notification) -> str:
+    """The districts a message's rooms are in: one by name, a few by name, many counted."""
+    names = list(dict.fromkeys(a["district_name"] or a["district"] for a in n.alerts))
+    if len(names) == 1:
+        return str(names[0])
+    if 1 < len(names) <= 3:
+        return ", ".join(names)
+    return f"{len(names)} quận/huyện" if names else "toàn thành phố"
 
 
 def text_of(n: Notification, ctx: Context) -> str:

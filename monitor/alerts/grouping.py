@@ -46,6 +46,14 @@ from monitor.core.events import Event, State
 
 __all__ = ["Alert", "Groups", "Notification", "PointFacts"]
 
+#: states in which a room's last figures are not about now
+_SILENT = frozenset({State.DOWN, State.UNREACHABLE, State.UNKNOWN})
+
+
+def _now_figures(metrics: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: (v if k == "loss" else None) for k, v in metrics.items()}
+
+
 Kind = Literal["firing", "resolved", "repeat", "storm", "gap", "gap-resolved", "test"]
 
 
@@ -150,11 +158,19 @@ class Groups:
         self.last_sent: dict[str, float] = {}
         #: group -> when the trouble its firing messages tell of began
         self.started: dict[str, float] = {}
+        #: point -> the since of the state it was last told in (a resolved or replaced
+        #: alert's start: what the receiver heard, not a state it never heard of)
+        self.told_since: dict[str, float] = {}
         #: group -> when its first change since the last message came in
         self.dirty: dict[str, float] = {}
         #: the highest event id taken into account
         self.last_event = 0
         self._changes: deque[tuple[float, int]] = deque()
+        #: the storm guard: since when it speaks for every group, when it last did, and
+        #: whether something changed since
+        self.storm_since: float | None = None
+        self.storm_told = 0.0
+        self.storm_dirty = False
         #: reminders this often instead of ``repeat_interval`` (an Alertmanager API must
         #: hear of a firing alert every minute or it resolves it)
         self.repeat_every: float | None = None
@@ -162,6 +178,16 @@ class Groups:
     def set_facts(self, facts: Callable[[str], PointFacts | None]) -> None:
         """Names and districts from a reloaded inventory."""
         self._facts = facts
+
+    def set_receiver(
+        self,
+        receiver: Receiver,
+        settings: AlertsSettings,
+        facts: Callable[[str], PointFacts | None],
+    ) -> None:
+        """A reloaded receiver and section: what was told stays told."""
+        self.receiver, self.settings, self._facts = receiver, settings, facts
+        self._notify = frozenset(receiver.states)
 
     @property
     def _repeat(self) -> float:
@@ -184,7 +210,7 @@ class Groups:
     def add(self, events: Iterable[Event], now: float) -> int:
         """Take stored events into account (those at or below :attr:`last_event` are
         skipped: a replay after a restart). Returns how many changed something."""
-        taken = 0
+        taken = incidents = 0
         for e in events:
             if e.id and e.id <= self.last_event:
                 continue
@@ -217,7 +243,8 @@ class Groups:
                 reason=e.reason,
                 cause=cause,
                 cause_name=cause_facts.name if cause_facts is not None else cause,
-                metrics=dict(e.metrics),
+                # a room that does not answer: its last RTT, jitter and MOS are old news
+                metrics=_now_figures(e.metrics) if e.state in _SILENT else dict(e.metrics),
                 last_known=last_known,
                 known=known,
                 prior_since=before.since if before is not None else None,
@@ -229,11 +256,15 @@ class Groups:
                 for g in old:
                     self.notified.get(g, {}).pop(e.point, None)
             if old != new:
-                for g in old.keys() | new.keys():
+                touched = old.keys() | new.keys()
+                for g in touched:
                     self.dirty.setdefault(g, now)
                 taken += 1
-        if taken:
-            self._changes.append((now, taken))
+                # a gap is one message whatever its size: it does not make a storm
+                incidents += any(not g.startswith("gap:") for g in touched)
+        if incidents:
+            self._changes.append((now, incidents))
+            self._trim(now)
         return taken
 
     def _group_of(self, a: Alert) -> str:
@@ -274,6 +305,11 @@ class Groups:
     def next_due(self) -> float | None:
         """When :meth:`flush` has something to do next (a group's wait, a reminder)."""
         times = [t + self.settings.group_wait for t in self.dirty.values()]
+        if self.storm_since is not None:
+            if self.storm_dirty:
+                times.append(self.storm_told + max(self.settings.group_interval, 1.0))
+            if self._changes:
+                times.append(self._changes[-1][0] + self.settings.storm.window)
         repeat = self._repeat
         if repeat > 0:
             times += [self.last_sent[g] + repeat for g, f in self.notified.items() if f]
@@ -283,12 +319,21 @@ class Groups:
         """The messages due at ``now``; the groups then count them as sent."""
         wait = self.settings.group_wait
         due = sorted(g for g, t in self.dirty.items() if t + wait <= now)
-        out: list[Notification] = []
+        storming = self._storming(now)
         changed: list[tuple[str, dict[str, str], dict[str, str]]] = []
         for g in due:
             now_firing, before = self.firing(g), self.notified.get(g, {})
-            if now - self.dirty[g] < self.settle and self._unsettled(now_firing):
+            held = self.storm_since is None and self._unsettled(now_firing)
+            if held and now - self.dirty[g] < self.settle:
                 continue
+            if (
+                self.storm_since is None
+                and not held
+                and now_firing
+                and before
+                and now < self.last_sent.get(g, now) + self.settings.group_interval
+            ):
+                continue  # an update of a group already told waits group_interval
             del self.dirty[g]
             if g.startswith("gap:") and now_firing and before:
                 # a gap that grows or shrinks (an agent's points coming back one by one) is
@@ -298,27 +343,69 @@ class Groups:
                 changed.append((g, now_firing, before))
             elif not now_firing:
                 self._told(g, {}, now)  # emptied silently (maintenance): its outage is over
-        if len(changed) > 1 and self._storming(now):
-            storm = self._storm(changed, now)
-            if storm.status == "firing" or self.receiver.send_resolved:
-                out.append(storm)
-            for g, now_firing, _ in changed:
-                self._told(g, now_firing, now)
-        else:
-            for g, now_firing, before in changed:
-                n = self._message(g, now_firing, before, now)
-                if n is not None:
-                    out.append(n)
-                self._told(g, now_firing, now)
+        out: list[Notification] = []
+        incidents = [c for c in changed if not c[0].startswith("gap:")]
+        if self.storm_since is not None or (storming and incidents):
+            out += self._storm_step(now, storming, bool(incidents))
+            changed = [c for c in changed if c[0].startswith("gap:")]
+        for g, now_firing, before in changed:
+            n = self._message(g, now_firing, before, now)
+            if n is not None:
+                out.append(n)
+            self._told(g, now_firing, now)
         repeat = self._repeat
         if repeat > 0:
             for g, told in sorted(self.notified.items()):
+                if self.storm_since is not None and not g.startswith("gap:"):
+                    continue  # the storm's summaries speak for it
                 if told and g not in self.dirty and self.last_sent.get(g, now) + repeat <= now:
                     # a gap's reminder is a gap message again, not an incident's
                     kind: Kind = "gap" if g.startswith("gap:") else "repeat"
                     out.append(self._make(g, kind, "firing", self._still(told), {}, now))
                     self.last_sent[g] = now
         self._forget_healthy()
+        return out
+
+    def _storm_step(self, now: float, storming: bool, changed: bool) -> list[Notification]:
+        """The storm guard speaks for every group: one city-wide summary when the storm
+        begins, one update at most every ``group_interval`` while it goes on changing, and a
+        last one once ``storm.window`` has passed without a change; then groups speak for
+        themselves again, from what the summaries told."""
+        first = self.storm_since is None
+        if first:
+            self.storm_since = now
+        self.storm_dirty = self.storm_dirty or changed
+        quiet = not storming and not self._changes
+        interval = max(self.settings.group_interval, self.settings.group_wait)
+        due = first or (self.storm_dirty and (quiet or now >= self.storm_told + interval))
+        out: list[Notification] = []
+        if due:
+            view = self._view()
+            if view:
+                storm = self._storm(view, now)
+                if storm.status == "firing" or self.receiver.send_resolved:
+                    out.append(storm)
+                for g, now_firing, _ in view:
+                    self._told(g, now_firing, now)
+            self.storm_told = now
+            self.storm_dirty = False
+        if quiet and not self.storm_dirty:
+            self.storm_since = None
+            for g in [g for g in self.dirty if not g.startswith("gap:")]:
+                del self.dirty[g]  # told by the summaries
+        return out
+
+    def _view(self) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+        """The city as a storm summary shows it: every group in trouble now or when last
+        told (group, firing now, as last told)."""
+        groups = set(self.notified)
+        for a in self.current.values():
+            groups.update(self._memberships(a))
+        out = []
+        for g in sorted(g for g in groups if not g.startswith("gap:")):
+            now_firing, before = self.firing(g), self.notified.get(g, {})
+            if now_firing or before:
+                out.append((g, now_firing, before))
         return out
 
     def _still(self, told: dict[str, str]) -> dict[str, str]:
@@ -338,6 +425,8 @@ class Groups:
         told = {p for f in self.notified.values() for p in f}
         for p in [p for p, a in self.current.items() if a.state == "up" and p not in told]:
             del self.current[p]
+        for p in [p for p in self.told_since if p not in told]:
+            del self.told_since[p]
 
     def _start_of(self, firing: dict[str, str], now: float) -> float:
         """When the trouble of a group's firing set began (its earliest since)."""
@@ -371,6 +460,11 @@ class Groups:
         return False
 
     def _told(self, group: str, firing: dict[str, str], now: float) -> None:
+        before = self.notified.get(group, {})
+        for p, state in firing.items():
+            if before.get(p) != state or p not in self.told_since:
+                since = self.current[p].shown(state)["since"] if p in self.current else None
+                self.told_since[p] = since if since is not None else now
         if firing:
             if group not in self.started:
                 self.started[group] = self._start_of(firing, now)
@@ -381,10 +475,13 @@ class Groups:
             self.last_sent.pop(group, None)
             self.started.pop(group, None)
 
-    def _storming(self, now: float) -> bool:
+    def _trim(self, now: float) -> None:
         window = self.settings.storm.window
-        while self._changes and self._changes[0][0] < now - window:
+        while self._changes and self._changes[0][0] <= now - window:
             self._changes.popleft()
+
+    def _storming(self, now: float) -> bool:
+        self._trim(now)
         return sum(n for _, n in self._changes) > self.settings.storm.changes
 
     def _message(
@@ -426,18 +523,22 @@ class Groups:
     def _firing(self, point: str, state: str, before: dict[str, str]) -> dict[str, Any]:
         """A firing alert; ``replaces``: the state last told, when it was another (an
         Alertmanager knows an alert by its name, which says the state: the old one must
-        be resolved there)."""
+        be resolved there), and ``replaced_since`` when that one began."""
         shown = self._shown(point, state)
         told = before.get(point)
         if told is not None and told != state:
             shown["replaces"] = told
+            shown["replaced_since"] = self.told_since.get(point)
         return shown
 
     def _resolved(self, point: str, was: str) -> dict[str, Any]:
         """A point no longer firing in the group; ``was`` the state last told."""
         a = self.current.get(point)
         if a is not None:
-            return {**a.shown(a.state), "was": was}
+            shown = {**a.shown(a.state), "was": was}
+            if point in self.told_since:
+                shown["prior_since"] = self.told_since[point]
+            return shown
         facts = self._facts(point)
         return {
             "was": was,
@@ -514,7 +615,10 @@ class Groups:
             "notified": self.notified,
             "last_sent": self.last_sent,
             "started": self.started,
+            "told_since": self.told_since,
             "dirty": self.dirty,
+            "storm_since": self.storm_since,
+            "storm_told": self.storm_told,
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -523,4 +627,8 @@ class Groups:
         self.notified = {g: dict(f) for g, f in data.get("notified", {}).items()}
         self.last_sent = {g: float(t) for g, t in data.get("last_sent", {}).items()}
         self.started = {g: float(t) for g, t in data.get("started", {}).items()}
+        self.told_since = {p: float(t) for p, t in data.get("told_since", {}).items()}
         self.dirty = {g: float(t) for g, t in data.get("dirty", {}).items()}
+        since = data.get("storm_since")
+        self.storm_since = float(since) if since is not None else None
+        self.storm_told = float(data.get("storm_told", 0.0))

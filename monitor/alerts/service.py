@@ -260,8 +260,10 @@ class Alerts:
             self._session = None
 
     def apply(self, inv: Inventory) -> None:
-        """A reloaded inventory: receivers kept keep their groups and queue; new ones start
-        from now; removed ones stop (their pending notifications stay in the log)."""
+        """A reloaded inventory: receivers kept keep their groups, queue and sender (a
+        changed one takes its new settings in place, so that a message being sent is not
+        sent twice); new ones start from now; removed ones stop (their pending
+        notifications stay in the log, sent if they come back)."""
         specs = {r.name: r for r in inv.alerts.receivers}
         for name in list(self.receivers):
             if name not in specs:
@@ -271,21 +273,19 @@ class Alerts:
         loop = asyncio.get_running_loop()
         for name, spec in specs.items():
             current = self.receivers.get(name)
-            if current is not None and current.spec == spec:
-                current.groups.settings = inv.alerts
-                current.groups.set_facts(_facts_of(inv))
-                continue
             try:
                 secret = resolve_secret(spec)
             except ConfmonError as exc:
-                log.error("%s; that receiver is not used", exc)
+                log.error("%s; %s", exc, "keeping its old settings" if current else "not used")
+                continue
+            if current is not None:
+                current.spec, current.secret = spec, secret
+                current.groups.set_receiver(spec, inv.alerts, _facts_of(inv))
+                current.groups.repeat_every = (
+                    AM_RESEND if spec.format == "alertmanager-api" else None
+                )
                 continue
             r = self._make(spec, secret, None)
-            if current is not None:  # changed: keep what it knew and what it has to send
-                r.groups.load(current.groups.dump())
-                r.queue = current.queue
-                if current.task is not None:
-                    current.task.cancel()
             self.receivers[name] = r
             r.task = loop.create_task(self._deliver(r), name=f"confmon-alerts-{name}")
         self._dirty_state = True
@@ -387,7 +387,9 @@ class Alerts:
             log.warning("alerts: the event log is written again; nothing was lost")
             self._said_unsaved = False
         for (name, nid), (n, rendered) in zip(ids, rows, strict=True):
-            r = self.receivers[name]
+            r = self.receivers.get(name)
+            if r is None:  # removed by a reload meanwhile: it stays pending in the log
+                continue
             r.queue.append(nid)
             r.wake.set()
             log.info("alerts: %s %s: %s", name, n.kind, rendered.summary)
@@ -436,7 +438,9 @@ class Alerts:
             r.queue.popleft()
             return
         if self.printer is not None:
-            self.printer(name, Rendered(bytes(body), content_type, summary, _text_of(body)))
+            self.printer(
+                name, Rendered(bytes(body), content_type, summary, _text_of(body, summary))
+            )
             outcome = Outcome("delivered", "printed (dry run)")
         else:
             assert self._session is not None
@@ -473,7 +477,7 @@ class Alerts:
         counter.labels(name, "retried").inc()
         r.streak += 1
         wait = outcome.wait if outcome.wait is not None else backoff(r.streak)
-        if r.streak == 1 or outcome.wait is not None:
+        if r.streak == 1:  # once when it starts failing; "answers again" when it is over
             log.warning(
                 "alerts: %s: %s; %d waiting, next try in %.0f s",
                 name,
@@ -510,16 +514,26 @@ class Alerts:
         """Receiver -> notifications waiting to be sent (``confmon_notifications_pending``)."""
         return {name: len(r.queue) for name, r in self.receivers.items()}
 
-    def status(self) -> list[dict[str, Any]]:
-        """Each receiver's figures for the API."""
+    async def status(self) -> list[dict[str, Any]]:
+        """Each receiver's figures for the API (counts from the log: they survive restarts)."""
+
+        def read(db: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float | None]]:
+            rows = db.execute(
+                "SELECT receiver, status, COUNT(*), MAX(done_at) FROM notifications"
+                " GROUP BY receiver, status"
+            ).fetchall()
+            return {(r, st): (int(n), done) for r, st, n, done in rows}
+
+        counts = await self._log.read(read)
         return [
             {
                 "name": name,
                 "format": r.spec.format,
                 "pending": len(r.queue),
-                "delivered": r.delivered,
-                "failed": r.failed,
-                "last_success_at": r.last_success,
+                "delivered": counts.get((name, "delivered"), (0, None))[0],
+                "failed": counts.get((name, "failed"), (0, None))[0],
+                "expired": counts.get((name, "expired"), (0, None))[0],
+                "last_success_at": r.last_success or counts.get((name, "delivered"), (0, None))[1],
                 "last_error": r.last_error,
                 "retrying": r.streak > 0,
             }
@@ -559,15 +573,16 @@ class Alerts:
         return result
 
 
-def _text_of(body: bytes) -> str:
-    """The human text inside a rendered body (for the dry run's printout)."""
+def _text_of(body: bytes, summary: str) -> str:
+    """The human text inside a rendered body (the chat formats), else its summary (for
+    the dry run's printout)."""
     try:
         doc = json.loads(body)
     except ValueError:
-        return body.decode("utf-8", "replace")
+        return summary
     if isinstance(doc, dict) and isinstance(doc.get("text"), str):
         return str(doc["text"])
-    return json.dumps(doc, ensure_ascii=False)
+    return summary
 
 
 async def send_test(

@@ -39,6 +39,11 @@ def _handle_test(args: argparse.Namespace) -> int:
             )
         receivers = chosen
 
+    from monitor.alerts.config import resolve_secret
+
+    for r in receivers:  # every secret first: a missing one stops before anything is sent
+        resolve_secret(r)
+
     async def run() -> int:
         failed = 0
         for r in receivers:
@@ -46,7 +51,11 @@ def _handle_test(args: argparse.Namespace) -> int:
             ok = outcome.result == "delivered"
             failed += not ok
             mark = "ok" if ok else "FAILED"
-            print(f"{r.name} ({r.format}): {mark}: {outcome.detail}", flush=True)
+            kind = {"retry": " (temporary: the outbox would retry)", "failed": " (refused)"}
+            print(
+                f"{r.name} ({r.format}): {mark}: {outcome.detail}{kind.get(outcome.result, '')}",
+                flush=True,
+            )
             if args.verbose:
                 print(f"  {rendered.summary}")
         return 1 if failed else 0

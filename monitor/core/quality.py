@@ -125,6 +125,11 @@ class Window:
         if not r.ok or r.probe in self.ignore:
             return
         rtt, jitter, mos = r.rtt, r.jitter, r.mos
+        if rtt is not None and r.details and r.details.get("retransmissions"):
+            # Karn's rule: which copy of a retransmitted request was answered is unknowable,
+            # so its round trip (counted from the first copy) is no sample of the path's
+            # (right after an outage it showed as 250 ms and made rooms degraded)
+            rtt = None
         if r.loss is None:
             if rtt is None and jitter is None and mos is None:
                 return

@@ -528,6 +528,17 @@ def _resolve(spec: InventorySpec, source: Source) -> Inventory:
             children=tuple(kids),
         )
         stack.extend((child, district, chosen) for child in reversed(kids))
+    levels = sorted({p.level for p in points.values()})
+    for i, receiver in enumerate(spec.alerts.receivers):
+        for j, level in enumerate(receiver.levels):
+            if level not in levels:
+                issues.append(
+                    source.issue(
+                        ("alerts", "receivers", i, "levels", j),
+                        f"{quoted(level)} is not the level of any point (levels: "
+                        f"{', '.join(levels)}){hints(level, levels)}",
+                    )
+                )
     if issues:
         raise ConfigError(issues)
     return Inventory(

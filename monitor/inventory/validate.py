@@ -124,6 +124,16 @@ def _message(root: type[BaseModel], err: Any) -> str:
         return f"expected a list, got {_describe(value)}"
     if kind == "string_pattern_mismatch" and loc and loc[0] == "profiles":
         return f"{quoted(value)} is not a valid profile name: use letters, digits, '-', '_' and '.'"
+    if kind == "string_pattern_mismatch" and loc and loc[0] == "alerts":
+        field = loc[-1] if isinstance(loc[-1], str) else "value"
+        if field == "name":
+            return (
+                f"{quoted(value)} is not a valid receiver name: use letters, digits, '-', '_' "
+                "and '.' (at most 64, starting with a letter or digit)"
+            )
+        if field == "secret_env":
+            return f"{quoted(value)} is not an environment variable name"
+        return f"{quoted(value)} is not valid here"
     if kind == "string_pattern_mismatch":
         return f"{quoted(value)} is not valid: use lowercase letters, digits, '-' and '_'"
     if kind == "literal_error":

@@ -399,7 +399,7 @@ async def notifications(request: web.Request) -> web.Response:
         names = ", ".join(alerts.receivers) or "none"
         raise _BadParam(f"receiver: {quoted(receiver)} is not a receiver (configured: {names})")
     rows = await alerts.recent(limit, receiver)
-    return _json({"receivers": alerts.status(), "notifications": rows})
+    return _json({"receivers": await alerts.status(), "notifications": rows})
 
 
 def _last_event_id(request: web.Request) -> int | None:

@@ -216,3 +216,49 @@ def test_a_missing_secret_stops_run_at_start_with_one_line(tmp_path: Path) -> No
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("confmon: alerts: receiver noc: the environment variable NOC_UNSET")
     assert "Traceback" not in done.stderr
+
+
+def test_a_level_no_point_has_is_refused_with_a_hint() -> None:
+    section = "alerts: {receivers: [{name: a, url: 'http://x', format: slack, levels: [comune]}]}"
+    with pytest.raises(ConfigError) as caught:
+        parse_inventory(section + "\n" + POINTS)
+    text = str(caught.value)
+    assert "'comune' is not the level of any point" in text and "commune" in text, text
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://no host/x", "http://x:port/", "javascript:alert(1)", "http://x/a{secrets}"],
+)
+def test_urls_that_cannot_work_are_refused_at_parse(url: str) -> None:
+    section = f"alerts: {{receivers: [{{name: a, url: '{url}', format: slack}}]}}"
+    with pytest.raises(ConfigError):
+        parse_inventory(section + "\n" + POINTS)
+
+
+def test_zero_durations_turn_things_off() -> None:
+    inv = parse_inventory("alerts: {group_wait: 0s, repeat_interval: 0s}\n" + POINTS)
+    assert inv.alerts.group_wait == 0.0 and inv.alerts.repeat_interval == 0.0
+
+
+def test_a_fifo_as_secret_file_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    inv = parse_inventory(
+        "alerts: {receivers: [{name: tg, url: 'https://api.telegram.org/bot{secret}/sendMessage',"
+        f" format: telegram, chat_id: 1, secret_file: '{fifo}'}}]}}\n" + POINTS
+    )
+    with pytest.raises(ConfmonError, match="not a regular file"):
+        resolve_secret(inv.alerts.receivers[0])
+
+
+def test_a_token_that_cannot_go_into_the_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    inv = parse_inventory(
+        "alerts: {receivers: [{name: tg, url: 'https://api.telegram.org/bot{secret}/sendMessage',"
+        " format: telegram, chat_id: 1, secret_env: TG}]}\n" + POINTS
+    )
+    monkeypatch.setenv("TG", "abc def/../x?y")
+    with pytest.raises(ConfmonError, match="cannot go into its url"):
+        resolve_secret(inv.alerts.receivers[0])
+    monkeypatch.setenv("TG", "123456:AAH-x_y")
+    assert resolve_secret(inv.alerts.receivers[0]) == "123456:AAH-x_y"

@@ -544,3 +544,26 @@ def test_a_lost_agent_is_a_gap_named_for_it_at_once_never_down() -> None:
     back = m.ingest("d", [r("icmp", True, T0 + 61)], T0 + 61)
     assert [(e.point, e.state, e.cause) for e in back] == [("d", State.UP, "agent:west")]
     assert m.points["d"].gap == ""
+
+
+def test_a_retransmitted_sip_round_trip_is_no_rtt_sample() -> None:
+    """Karn's rule: right after an outage a SIP request answered on its retransmission
+    shows the first copy's wait (250 ms) as RTT; that must not make the room degraded.
+    The same RTT from a request answered the first time does."""
+    text = CONFIG.replace("room: {icmp: {}, http: {}, media: {}}", "room: {sip: {}}")
+    for retransmissions, expected in ((1, State.UP), (0, State.DEGRADED)):
+        m = HealthModel(inventory(text), now=T0)
+        for i in range(6):
+            at = T0 + 5 * i
+            slow = i >= 1
+            res = ProbeResult(
+                probe="sip",
+                target="x",
+                ok=True,
+                at=at,
+                duration=0.3,
+                rtt=0.252 if slow else 0.01,
+                details={"retransmissions": retransmissions if slow else 0},
+            )
+            m.ingest("m", [res], at)
+        assert m.points["m"].state is expected, (retransmissions, m.points["m"].reason)
