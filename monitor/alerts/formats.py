@@ -284,10 +284,14 @@ def _am_api(n: Notification, ctx: Context, text: str) -> list[dict[str, Any]]:
 # --- the text the chats show ----------------------------------------------------------------
 
 
-def _clock(t: float | None, tz: zoneinfo.ZoneInfo) -> str:
+def _clock(t: float | None, tz: zoneinfo.ZoneInfo, now: float | None = None) -> str:
+    """``HH:MM:SS``, with the date (``dd/mm``) when it is not the day of ``now``."""
     if t is None:
         return "?"
-    return datetime.datetime.fromtimestamp(t, tz=tz).strftime("%H:%M:%S")
+    when = datetime.datetime.fromtimestamp(t, tz=tz)
+    if now is not None and when.date() != datetime.datetime.fromtimestamp(now, tz=tz).date():
+        return when.strftime("%H:%M:%S %d/%m")
+    return when.strftime("%H:%M:%S")
 
 
 def _span(seconds: float) -> str:
@@ -420,7 +424,9 @@ def text_of(n: Notification, ctx: Context) -> str:
         state = _STATE_VI.get(c.get("state", ""), c.get("state", ""))
         rooms = f" · {c['rooms']} điểm bị ảnh hưởng" if c["rooms"] > 1 else ""
         reason = f" ({c['reason']})" if c.get("reason") else ""
-        lines.append(f"• {c['name']}: {state} từ {_clock(c.get('since'), tz)}{reason}{rooms}")
+        lines.append(
+            f"• {c['name']}: {state} từ {_clock(c.get('since'), tz, n.created_at)}{reason}{rooms}"
+        )
     if len(causes) > LISTED:
         lines.append(f"… và {len(causes) - LISTED} nguyên nhân khác")
     if g.get("rooms", 0) > 1 and g.get("counts"):
