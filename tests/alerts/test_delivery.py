@@ -237,3 +237,45 @@ async def test_every_notification_arrives_once_in_order_through_outages_and_kill
         mac = hmac.new(SECRET.encode(), a.body, hashlib.sha256).hexdigest()
         assert a.headers["X-Confmon-Signature"] == f"sha256={mac}"
     assert len(got) == len(final)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "path", "keys"),
+    [
+        (
+            "telegram",
+            "/hook/bot123:tok/sendMessage",
+            {"chat_id", "text", "disable_web_page_preview"},
+        ),
+        ("zalo", "/hook/bot123:tok/sendMessage", {"chat_id", "text"}),
+        ("slack", "/hook", {"text", "unfurl_links"}),
+    ],
+)
+async def test_each_chat_gets_the_request_its_api_documents(
+    fmt: str, path: str, keys: set[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As each API documents it: a JSON POST to .../bot<token>/sendMessage with chat_id and
+    text (Telegram, Zalo), a JSON POST of {text} to the incoming-webhook URL (Slack)."""
+    from monitor.alerts.service import send_test
+    from monitor.inventory import parse_inventory
+
+    monkeypatch.setenv("BOT", "123:tok")
+    async with Hook() as hook:
+        hook.body = '{"ok": true, "result": {"message_id": 1}}'
+        url = hook.url + ("/bot{secret}/sendMessage" if fmt != "slack" else "")
+        extra = "chat_id: '-100123', secret_env: BOT" if fmt != "slack" else ""
+        inv = parse_inventory(
+            f"alerts: {{receivers: [{{name: chat, url: '{url}', format: {fmt}, {extra}}}]}}\n"
+            "points: [{id: ba-vi, name: Huyện Ba Vì, host: 127.88.0.1, profile: p}]\n"
+            "profiles: {p: {sip: {}}}\n"
+        )
+        outcome, _ = await send_test(inv, inv.alerts.receivers[0])
+    assert outcome.result == "delivered", outcome
+    (got,) = hook.arrivals
+    assert got.path == path
+    assert got.headers["Content-Type"].startswith("application/json")
+    body = got.json()
+    assert set(body) == keys
+    assert "TIN NHẮN THỬ" in body["text"]
+    if fmt != "slack":
+        assert body["chat_id"] == "-100123"
