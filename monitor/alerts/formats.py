@@ -430,7 +430,9 @@ def text_of(n: Notification, ctx: Context) -> str:
     if len(causes) > LISTED:
         lines.append(f"… và {len(causes) - LISTED} nguyên nhân khác")
     if g.get("rooms", 0) > 1 and g.get("counts"):
-        lines.append(f"Tổng: {g['rooms']} điểm — {_counts(g['counts'])}")
+        waiting = g["rooms"] - sum(g["counts"].values())
+        pending = f", {waiting} đang chờ kết quả đo" if waiting > 0 else ""
+        lines.append(f"Tổng: {g['rooms']} điểm — {_counts(g['counts'])}{pending}")
     if resolved:
         names = ", ".join(a["name"] for a in resolved[:LISTED])
         more = f" và {len(resolved) - LISTED} điểm khác" if len(resolved) > LISTED else ""

@@ -142,6 +142,7 @@ class Groups:
         facts: Callable[[str], PointFacts | None],
         settle: float = 0.0,
         doubtful: Callable[[str, float], bool] | None = None,
+        behind: Callable[[str], int] | None = None,
     ) -> None:
         self.receiver = receiver
         #: the longest a group is held for an uplink whose own state is not known yet
@@ -149,6 +150,9 @@ class Groups:
         #: ``doubtful(point, since)``: an uplink of ``point`` failed its last cycle or has
         #: not been heard from since the point's trouble began (see :meth:`_unsettled`)
         self.doubtful = doubtful
+        #: ``behind(point)``: how many rooms are reached through ``point`` (a cut uplink's
+        #: rooms affected, counted before each of them has been judged)
+        self.behind = behind
         self.settings = settings
         self._facts = facts
         self._notify = frozenset(receiver.states)
@@ -326,6 +330,12 @@ class Groups:
             held = self.storm_since is None and self._unsettled(now_firing)
             if held and now - self.dirty[g] < self.settle:
                 continue
+            if self._followers_only(now_firing, before):
+                # rooms behind an uplink already told as down, judged a cycle later: the
+                # message counted them already ("30 rooms affected"); no second message
+                self.notified[g] = now_firing
+                del self.dirty[g]
+                continue
             if (
                 self.storm_since is None
                 and not held
@@ -427,6 +437,19 @@ class Groups:
             del self.current[p]
         for p in [p for p in self.told_since if p not in told]:
             del self.told_since[p]
+
+    def _followers_only(self, firing: dict[str, str], before: dict[str, str]) -> bool:
+        """What changed is only rooms added behind a cause already told as down (machine
+        receivers, the Alertmanager formats, hear of every alert)."""
+        if not before or self.receiver.format.startswith("alertmanager"):
+            return False
+        if any(firing.get(p) != s for p, s in before.items()) or len(firing) == len(before):
+            return False
+        for p in firing.keys() - before.keys():
+            cause = self.current[p].cause
+            if cause == p or before.get(cause) != State.DOWN.value:
+                return False
+        return True
 
     def _start_of(self, firing: dict[str, str], now: float) -> float:
         """When the trouble of a group's firing set began (its earliest since)."""
@@ -581,8 +604,13 @@ class Groups:
             c["rooms"] += 1
             if a["point"] == a["cause"] or a["cause"].startswith("agent:") or "state" not in c:
                 c.update(state=a["state"], reason=a["reason"], since=a["since"])
+        if self.behind is not None:
+            for c in causes.values():
+                if c.get("state") == State.DOWN.value and firing.get(c["point"]):
+                    # a cut uplink takes every room behind it, judged yet or not
+                    c["rooms"] = max(c["rooms"], 1 + self.behind(c["point"]))
         info["causes"] = sorted(causes.values(), key=lambda c: (-c["rooms"], c["point"]))
-        info["rooms"] = len(firing)
+        info["rooms"] = max(len(firing), sum(c["rooms"] for c in causes.values()))
         info["counts"] = counts
         info["since"] = min((a["since"] for a in alerts if a["point"] in firing), default=None)
         return info

@@ -198,6 +198,7 @@ class Alerts:
             _facts_of(self.monitor.inv),
             settle=(s.fail_after + 1) * s.interval,
             doubtful=self._uplink_doubtful,
+            behind=self._behind,
         )
         if spec.format == "alertmanager-api":
             groups.repeat_every = AM_RESEND
@@ -216,6 +217,11 @@ class Alerts:
         for state in ("delivered", "retried", "failed", "expired"):
             self.monitor.telemetry.notifications.labels(spec.name, state)
         return _Receiver(spec, secret, groups)
+
+    def _behind(self, point: str) -> int:
+        """How many rooms are reached through ``point`` (its descendants)."""
+        inv = self.monitor.inv
+        return len(inv.descendants(point)) if point in inv.points else 0
 
     def _uplink_doubtful(self, point: str, since: float) -> bool:
         """Whether an uplink of ``point`` (down since ``since``) may be the cause after all:

@@ -137,10 +137,9 @@ async def story(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Story
     async with (
         Receiver() as from_am,
         Receiver() as from_confmon,
-        # longer than confmon's group_wait: at a 1 s interval the communes turn unreachable
-        # ("uplink ba-vi is not answering") about 2 s before the HQ counts as down (its
-        # cycles, with a 2 s HTTP timeout, outlast the interval), so confmon sends 29
-        # alerts, then 30; gathering those is what Alertmanager's group_wait is for
+        # the Alertmanager formats hear of every alert: a commune judged a cycle after its
+        # headquarters went down is posted then, and gathering those few seconds into one
+        # webhook is what Alertmanager's own group_wait is for
         Alertmanager(tmp / "am", from_am.url, group_wait="5s") as am,
     ):
         inv = dataclasses.replace(

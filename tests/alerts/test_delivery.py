@@ -5,6 +5,7 @@ notification once and in order, across a kill -9 of confmon in the middle."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -122,8 +123,12 @@ async def test_a_closed_port_and_a_silent_server_are_temporary() -> None:
     refused = await attempt(receiver(f"http://127.0.0.1:{port}/hook"))
     assert refused.result == "retry" and "cannot connect" in refused.detail
 
+    answered = asyncio.Event()
+
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(30)
+        # silent until the attempt gave up (then the server can stop at once)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered.wait(), 30)
         return web.Response()
 
     app = web.Application()
@@ -137,6 +142,7 @@ async def test_a_closed_port_and_a_silent_server_are_temporary() -> None:
         silent = await attempt(receiver(f"http://127.0.0.1:{port}/hook"))
         assert time.monotonic() - started < 20, "the receiver's timeout (2 s) bounds an attempt"
     finally:
+        answered.set()
         await runner.cleanup()
     assert silent.result == "retry" and "no answer within 2s" in silent.detail
 

@@ -737,3 +737,31 @@ def test_a_storm_arriving_over_many_ticks_is_one_summary_and_one_recovery() -> N
     assert [(n.kind, n.status) for n in sent] == [("storm", "resolved")]
     assert g.storm_since is None
     assert fire(g, log.outage("ba-vi", T0 + 300)[:2], T0 + 300).kind == "firing"  # back to normal
+
+
+def test_rooms_judged_a_cycle_after_their_headquarters_add_no_message() -> None:
+    """A commune still up when its headquarters went down turns unreachable a cycle later:
+    the first message already counted every room behind the cut uplink, no second one."""
+    g, log = make()
+    hq, *communes = points_of("ba-vi")
+    g.behind = lambda point: len(communes) if point == hq else 0
+    first = fire(
+        g,
+        [log.ev(hq, "down", T0)] + [log.ev(p, "unreachable", T0, cause=hq) for p in communes[:20]],
+        T0,
+    )
+    assert first.group["rooms"] == 1 + len(communes)
+    assert first.group["causes"][0]["rooms"] == 1 + len(communes)
+    g.add([log.ev(p, "unreachable", T0 + 5, cause=hq) for p in communes[20:]], T0 + 5)
+    assert g.flush(T0 + 60) == []
+    assert len(g.notified["district:ba-vi"]) == 1 + len(communes)
+    # a machine receiver hears of each alert
+    m, mlog = make({"format": "alertmanager", "url": "http://127.0.0.1:9093/hook"})
+    fire(
+        m,
+        [mlog.ev(hq, "down", T0)]
+        + [mlog.ev(p, "unreachable", T0, cause=hq) for p in communes[:20]],
+        T0,
+    )
+    m.add([mlog.ev(p, "unreachable", T0 + 5, cause=hq) for p in communes[20:]], T0 + 5)
+    assert len(m.flush(T0 + 60)) == 1
