@@ -279,10 +279,17 @@ async def _start_alerts(app: App) -> None:
 
 
 async def _apply_alerts(app: App, new: Inventory) -> None:
+    """A reload's alerts (the rest of the new config is applied already: a receiver that
+    cannot start is said, and the others go on)."""
     if app.monitor.alerts is not None:
         app.monitor.alerts.apply(new)
-    elif new.alerts.receivers:
-        await _start_alerts(app)
+        return
+    if new.alerts.receivers:
+        try:
+            await _start_alerts(app)
+        except ConfmonError as exc:
+            app.monitor.alerts = None
+            log.error("%s; alerts are not sent until a reload or restart fixes it", exc)
 
 
 async def _start_broker(app: App, broker: BrokerConfig) -> None:

@@ -129,3 +129,19 @@ async def test_a_filtered_receiver_hears_nothing_else(tmp_path: Path, field: str
             assert app.monitor.model.points["ba-vi"].state.value == "down"
             await asyncio.sleep(1.5)  # the feeder's ticks, group_wait 0.2 s: time to send
             assert hook.arrivals == []
+
+
+async def test_a_reload_that_brings_a_receiver_without_its_secret_keeps_monitoring(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOC_UNSET", raising=False)
+    async with serving_app(tmp_path, text=CONFIG) as (app, _):
+        assert app.monitor.alerts is None
+        (tmp_path / "test.yaml").write_text(
+            _config("{name: noc, url: 'http://127.0.0.1:9/x', secret_env: NOC_UNSET}"),
+            encoding="utf-8",
+        )
+        await app.reload()  # the rest of the config is taken; the receiver is said
+        assert app.monitor.alerts is None
+        assert app.monitor.inv.alerts.receivers[0].name == "noc"
+    assert any("NOC_UNSET" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
