@@ -10,7 +10,8 @@
   :data:`LONGEST_WAIT`; without one, like any other temporary failure.
 * 408, 425, 5xx, a refused or reset connection, a timeout, a TLS failure and a DNS
   failure are temporary: retried with exponential backoff and jitter
-  (:func:`backoff`), for ever but never faster than that, until the notification is
+  (:class:`~monitor.backoff.Backoff` from :data:`FIRST_WAIT` to :data:`MAX_WAIT`, never
+  less than half the current wait: :func:`retry_backoff`), for ever but never faster than that, until the notification is
   older than :data:`MAX_AGE` (then ``expired``: a message about a morning's outage is
   no use the next day).
 * Any other 4xx, and a redirect (the URL is wrong: a POST is not followed), is
@@ -31,20 +32,22 @@ import hmac
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
 
 from monitor.alerts.config import Receiver
+from monitor.backoff import Backoff
 from monitor.text import printable
 
 __all__ = [
     "LONGEST_WAIT",
     "MAX_AGE",
     "Outcome",
-    "backoff",
     "post",
+    "retry_backoff",
     "sign",
     "target_url",
 ]
@@ -83,14 +86,9 @@ def sign(secret: str, body: bytes) -> str:
     return f"sha256={mac}"
 
 
-def backoff(attempt: int, rng: random.Random | None = None) -> float:
-    """The wait before try ``attempt + 1`` (attempt >= 1): doubling from
-    :data:`FIRST_WAIT` up to :data:`MAX_WAIT`, the second half of it random ("equal
-    jitter": never less than half, so a receiver back after an outage is not hit by
-    every monitor in the same second)."""
-    ceiling = min(MAX_WAIT, FIRST_WAIT * 2 ** min(attempt - 1, 20))
-    jitter = float((rng or random).uniform(0, ceiling / 2))
-    return float(ceiling / 2 + jitter)
+def retry_backoff(rng: Callable[[float, float], float] = random.uniform) -> Backoff:
+    """The waits between a receiver's tries of one notification."""
+    return Backoff(FIRST_WAIT, MAX_WAIT, rng, least=0.5)
 
 
 def target_url(receiver: Receiver, secret: str | None) -> str:

@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from monitor.alerts.config import AlertsSettings, Receiver, resolve_secret
-from monitor.alerts.delivery import MAX_AGE, Outcome, backoff, post, sleep_until
+from monitor.alerts.delivery import MAX_AGE, Outcome, post, retry_backoff, sleep_until
 from monitor.alerts.formats import AM_RESEND, Context, Rendered, render
 from monitor.alerts.grouping import Groups, Notification, PointFacts
+from monitor.backoff import Backoff
 from monitor.core.events import State
 from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
@@ -112,12 +113,11 @@ class _Receiver:
     queue: deque[int] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-    delivered: int = 0
-    failed: int = 0
     last_success: float | None = None
     last_error: str | None = None
-    #: consecutive temporary failures of the head of the queue
+    #: consecutive temporary failures of the head of the queue, and the waits between them
     streak: int = 0
+    backoff: Backoff = field(default_factory=retry_backoff)
 
 
 class Alerts:
@@ -457,19 +457,19 @@ class Alerts:
         if outcome.result == "delivered":
             await self._record(nid, "delivered", attempts, outcome.detail)
             counter.labels(name, "delivered").inc()
-            r.delivered += 1
             r.last_success = time.time()
             if r.streak:
                 log.warning("alerts: %s answers again (%s)", name, outcome.detail)
             r.streak = 0
+            r.backoff.reset()
             r.queue.popleft()
             return
         r.last_error = outcome.detail
         if outcome.result == "failed":
             await self._record(nid, "failed", attempts, outcome.detail)
             counter.labels(name, "failed").inc()
-            r.failed += 1
             r.streak = 0
+            r.backoff.reset()
             log.error(
                 "alerts: %s refused notification %d for good (%s); check the receiver's "
                 "url, secret and chat; going on with the next",
@@ -482,7 +482,7 @@ class Alerts:
         await self._record(nid, "pending", attempts, outcome.detail)
         counter.labels(name, "retried").inc()
         r.streak += 1
-        wait = outcome.wait if outcome.wait is not None else backoff(r.streak)
+        wait = outcome.wait if outcome.wait is not None else r.backoff.next()
         if r.streak == 1:  # once when it starts failing; "answers again" when it is over
             log.warning(
                 "alerts: %s: %s; %d waiting, next try in %.0f s",

@@ -20,7 +20,7 @@ on their own thread) with an MQTT connection instead of the health model:
   bounded buffer (``--buffer`` results; the oldest are dropped first and counted), and
   are published on reconnect with their original times (the server's clock rule then
   keeps them from making a point look fresh). Reconnects back off exponentially with
-  full jitter (:class:`~monitor.transport.mqtt.Backoff`). An outage is said once
+  full jitter (:class:`~monitor.backoff.Backoff`). An outage is said once
   when it starts and once when it ends, with what was buffered and dropped.
 """
 

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from monitor.backoff import Backoff
 from monitor.errors import UsageError
 from monitor.text import quoted
 
@@ -197,36 +196,6 @@ def parse_broker(
     )
     cfg.tls_context()  # a missing or bad CA or certificate file is said now, not at connect
     return cfg
-
-
-class Backoff:
-    """Reconnect delays: exponential from ``first`` up to ``cap``, with full jitter.
-
-    Full jitter (each delay uniform in ``[0, current]``) spreads agents that lost the
-    broker at the same moment; :meth:`reset` after a connection that held.
-    """
-
-    def __init__(
-        self,
-        first: float = 0.5,
-        cap: float = 30.0,
-        rng: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        if not 0 < first <= cap:
-            raise ValueError("backoff needs 0 < first <= cap")
-        self.first = first
-        self.cap = cap
-        self._rng = rng
-        self._current = first
-
-    def next(self) -> float:
-        """The delay before the next attempt."""
-        delay = self._rng(0.0, self._current)
-        self._current = min(self.cap, self._current * 2)
-        return max(delay, self.first / 10)
-
-    def reset(self) -> None:
-        self._current = self.first
 
 
 #: how paho starts the errors it logs when a connection's socket fails

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from monitor.alerts.config import AlertsSettings, Receiver
-from monitor.alerts.delivery import backoff, post
+from monitor.alerts.delivery import post, retry_backoff
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab
 from tests.alerts.receiver import Receiver as Hook
@@ -151,7 +151,15 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
     import random
 
     rng = random.Random(1)
-    waits = [[backoff(n, rng) for _ in range(200)] for n in range(1, 12)]
+
+    def nth(n: int) -> float:
+        """The wait before try n + 1 of a notification (n failed tries so far)."""
+        b = retry_backoff(rng.uniform)
+        for _ in range(n - 1):
+            b.next()
+        return b.next()
+
+    waits = [[nth(n) for _ in range(200)] for n in range(1, 12)]
     for n, w in enumerate(waits, start=1):
         ceiling = min(300.0, 2.0 ** (n - 1))
         assert all(ceiling / 2 <= x <= ceiling for x in w), n
