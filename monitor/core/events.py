@@ -1,10 +1,12 @@
 """State-change events and the stream that carries them to two kinds of consumers.
 
 **Durable consumers** never lose an event. The event log is the first: an event is
-written to SQLite, in one transaction with whatever every durable *stage* adds to that
-transaction (the alert outbox registers one: enqueueing an event's notifications is
-part of the same commit), before anything else sees it. The log gives the event its
-``id``, which increases monotonically for the life of the database.
+written to SQLite (in one transaction with whatever every durable *stage* adds to it)
+before anything else sees it. The log gives the event its ``id``, which increases
+monotonically for the life of the database. The alert outbox is the second: each
+receiver keeps a cursor in the log (the id of the last event it took into account),
+moved in the same transaction that stores the notifications it made
+(:mod:`monitor.alerts.service`), so a stored event is notified after any restart.
 
 **Live consumers** (SSE clients, the dashboard, the demo's printer) get events only
 after they are durable, so nothing shown is lost by a crash. Each has a bounded queue;

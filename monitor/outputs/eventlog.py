@@ -37,9 +37,10 @@ file is left alone; what this run stored is copied beside it at close
 Ids are given here, in the writing transaction: one more than the highest id the
 database has ever given (``sqlite_sequence``), so they increase for the life of
 the file even when retention has deleted every older event. Durable *stages*
-(:meth:`EventLog.add_stage`) run inside the same transaction: the alert outbox
-enqueues an event's notifications there, so the event and its notifications are
-stored together or not at all.
+(:meth:`EventLog.add_stage`) run inside the same transaction, stored with the events
+or not at all. :meth:`EventLog.write` runs another transaction on the writer's thread,
+after the events before it: the alert outbox stores its notifications and moves its
+cursor in the log that way (:mod:`monitor.alerts.service`).
 
 The log also remembers each point's last state, so a restarted monitor resumes
 from it without announcing the states again.
