@@ -42,7 +42,7 @@ import json
 import logging
 import resource
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -271,6 +271,23 @@ class _Connection(RequestHandler):
             self.transport.abort()
 
     # --- errors: one line, rate-limited, and a JSON answer ------------------------------
+
+    async def _handle_request(
+        self,
+        request: BaseRequest,
+        start_time: float | None,
+        request_handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+    ) -> tuple[web.StreamResponse, bool]:
+        # aiohttp answers an Expect header other than 100-continue itself, before any
+        # middleware, in plain text (and with a 500 when the value is not ASCII): answered
+        # here as every bad request is, in JSON and one rate-limited line
+        expect = request.headers.get("Expect")
+        if expect is not None and expect.strip().lower() != "100-continue":
+            resp = self.handle_error(
+                request, 417, message=f"unknown Expect {quoted(expect, 40)} (only 100-continue)"
+            )
+            return await self.finish_response(request, resp, start_time)
+        return await super()._handle_request(request, start_time, request_handler)
 
     def handle_error(
         self,

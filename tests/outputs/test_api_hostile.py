@@ -582,3 +582,23 @@ async def wait_for(check: Callable[[], bool], within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while not check():  # noqa: ASYNC110 - counters of the server under test, polled
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("expect", [b"!", b"\x80", b"100-continue-please", b"x" * 300])
+async def test_an_unknown_expect_header_is_a_json_417(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, expect: bytes
+) -> None:
+    """aiohttp answers an Expect it does not know before any middleware, in plain text (a
+    500 for a byte that is not ASCII): found by the fuzz test. JSON 417 like every other
+    bad request, and 100-continue still works."""
+    caplog.set_level(logging.DEBUG)
+    async with hostile_api(tmp_path) as (_, _server, port):
+        answer = await exchange(port, request("GET", "/healthz", b"Expect: " + expect))
+        assert answer.status == 417, answer.raw[:300]
+        assert answer.is_json and answer.json()["error"].startswith("bad request: unknown Expect")
+        body = b'{"x": 1}'
+        cont = request(
+            "POST", "/-/reload", "Expect: 100-continue", f"Content-Length: {len(body)}", body=body
+        )
+        assert (await exchange(port, cont)).status != 417
+    no_tracebacks(caplog)
