@@ -93,6 +93,8 @@ class PointHealth:
     recovered_at: float = 0.0
     quality_bad: bool = False
     quality_reason: str = ""
+    #: what crossed, as short names (``rtt``, ``jitter``, ``loss``, ``mos``, ``probe``)
+    quality_kinds: tuple[str, ...] = ()
     quality_fails: int = 0
     quality_goods: int = 0
     in_maintenance: bool = False
@@ -105,6 +107,33 @@ class PointHealth:
     #: without a fresh path result for this long the point is unknown: stale_after, or
     #: longer when the path is judged only by probes on a longer period of their own
     stale_for: float = 0.0
+
+    def reason_code(self) -> str:
+        """The reason of the visible state as one short word, for metric labels and
+        filters (the ``reason`` text is for people and carries figures):
+
+        ``ok``; ``path`` (no answer) or ``service`` (host answers, a required probe
+        fails) for ``down``; ``uplink`` for ``unreachable``; the figures that crossed
+        (``loss``, ``jitter+loss``, ``probe`` for a failing or warning probe, ...) for
+        ``degraded``; ``no_result``, ``waiting``, ``stale`` or ``agent_offline`` for
+        ``unknown``; ``maintenance``.
+        """
+        state = self.state
+        if state is State.UP:
+            return "ok"
+        if state is State.DOWN:
+            return "service" if self.service_down and not self.path_down else "path"
+        if state is State.UNREACHABLE:
+            return "uplink"
+        if state is State.DEGRADED:
+            return "+".join(self.quality_kinds) or "quality"
+        if state is State.MAINTENANCE:
+            return "maintenance"
+        if self.gap:
+            return "agent_offline"
+        if self.last_ok is not None:
+            return "waiting"
+        return "stale" if self.latest else "no_result"
 
     def metrics(self) -> dict[str, float | None]:
         """The point's current figures: the quality window's, else the latest results'."""
@@ -398,7 +427,9 @@ class HealthModel:
                 "recovered_at",
                 "quality_bad",
                 "quality_reason",
+                "quality_kinds",
                 "own_reason",
+                "gap",
                 "cause",
                 "in_maintenance",
             ):
@@ -466,6 +497,7 @@ class HealthModel:
         crossed = failing + list(verdict.crossed)
         if crossed:
             h.quality_reason = ", ".join(crossed)
+            h.quality_kinds = (("probe",) if failing else ()) + verdict.kinds
         if not counted:
             return
         if crossed:

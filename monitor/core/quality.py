@@ -88,6 +88,9 @@ class Verdict:
     mos: float | None
     packets: int
     crossed: tuple[str, ...]
+    #: which figures crossed, as short names in a fixed order (``rtt``, ``jitter``, ``loss``,
+    #: ``mos``): what a metric label may carry, where ``crossed`` is written for people
+    kinds: tuple[str, ...] = ()
 
 
 def _packets(r: ProbeResult) -> tuple[int, int]:
@@ -187,20 +190,25 @@ class Window:
         loss = lost / packets if packets else None
         keep = 1.0 - CLEAR_MARGIN if clearing else 1.0
         crossed: list[str] = []
+        kinds: list[str] = []
         if rtt is not None and rtt > rtt_max * keep:
             crossed.append(f"rtt {rtt * 1000:.0f} ms > {rtt_max * 1000:.0f} ms")
+            kinds.append("rtt")
         if jitter is not None and jitter > jitter_max * keep:
             crossed.append(f"jitter {jitter * 1000:.0f} ms > {jitter_max * 1000:.0f} ms")
+            kinds.append("jitter")
         if loss is not None and packets >= MIN_PACKETS:
             # entering needs the confidence bound above the threshold; leaving, the observed
             # ratio back under it by the margin
             bad = loss > loss_max * keep if clearing else wilson(lost, packets)[0] > loss_max
             if bad:
                 crossed.append(f"loss {loss:.1%} > {loss_max:.1%} ({lost} of {packets} packets)")
+                kinds.append("loss")
         floor = mos_min + (CLEAR_MARGIN / 2 if clearing else 0.0)
         if mos is not None and mos < floor:
             crossed.append(f"MOS {mos:.2f} < {mos_min:.2f}")
-        return Verdict(rtt, jitter, loss, mos, packets, tuple(crossed))
+            kinds.append("mos")
+        return Verdict(rtt, jitter, loss, mos, packets, tuple(crossed), tuple(kinds))
 
 
 def _mean(slot: list[float]) -> float | None:

@@ -133,6 +133,34 @@ class PointMetricsWriter:
             )
         )
         out.extend(self._state_blocks[pid][points[pid].state] for pid in self._ids)
+        out.append(
+            _header(
+                "confmon_point_state_since_timestamp_seconds",
+                "Unix time the point's current state began (for a point not heard from yet: when"
+                " monitoring began).",
+            )
+        )
+        out.extend(
+            f"confmon_point_state_since_timestamp_seconds{{{self._l3[pid]}}} "
+            f"{_num(points[pid].since or None)}\n"
+            for pid in self._ids
+        )
+        out.append(
+            _header(
+                "confmon_point_reason",
+                "Why the point is in its state (value 1): reason is a short code (ok, path,"
+                " service, uplink, loss, jitter, rtt, mos, probe, no_result, waiting, stale,"
+                " agent_offline, maintenance); cause is the point where the trouble is.",
+            )
+        )
+        for pid in self._ids:
+            h = points[pid]
+            # an up point has no trouble to point at (its cause is kept for the recovery event)
+            cause = pid if h.state is State.UP or not h.cause else h.cause
+            out.append(
+                f'confmon_point_reason{{{self._l3[pid]},reason="{h.reason_code()}",'
+                f'cause="{_escape(cause)}"}} 1\n'
+            )
 
         out.append(
             _header("confmon_probe_success", "1 when the probe's last cycle succeeded, else 0.")

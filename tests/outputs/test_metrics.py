@@ -159,3 +159,84 @@ def test_scheduler_overruns_reach_the_counter() -> None:
     m._count_overruns()
     m._count_overruns()
     assert m.telemetry.registry.get_sample_value("confmon_scheduler_overruns_total") == 5
+
+
+def _reasons(model: HealthModel) -> dict[str, tuple[str, str]]:
+    """point -> (reason, cause) from a scrape's confmon_point_reason series."""
+    out: dict[str, tuple[str, str]] = {}
+    text = PointMetricsWriter(model).render()
+    for family in text_string_to_metric_families(text):
+        if family.name == "confmon_point_reason":
+            for s in family.samples:
+                assert s.labels["point"] not in out, "two reason series for one point"
+                out[s.labels["point"]] = (s.labels["reason"], s.labels["cause"])
+    return out
+
+
+def test_reason_codes_say_why_and_where() -> None:
+    """One confmon_point_reason series per point, whose code and cause follow the state:
+    a cut uplink, a dead SIP service, a lossy path, a point never heard of and a stale one."""
+    t = 1_000_000.0
+    model = HealthModel(inventory(), now=t)
+    assert _reasons(model) == {pid: ("no_result", pid) for pid in model.points}
+    for step in range(3):
+        at = t + 5 * step
+        model.ingest("ba-vi", [bad("icmp", at), bad("sip", at), bad("http", at)], at)
+        model.ingest("ba-vi.tan-linh", [bad("icmp", at), bad("sip", at)], at)
+        # son-tay answers ping but its SIP service is dead
+        model.ingest("son-tay", [good("icmp", at, rtt=0.01, loss=0.0), bad("sip", at)], at)
+        model.ingest("ba-vi.ba-trai", [good("icmp", at, rtt=0.01, loss=0.0)], at)
+    reasons = _reasons(model)
+    assert reasons["ba-vi"] == ("path", "ba-vi")
+    assert reasons["ba-vi.tan-linh"] == ("uplink", "ba-vi")
+    assert reasons["son-tay"] == ("service", "son-tay")
+    # ba-trai answers although its uplink does not: it waits for its own verdict on SIP
+    assert reasons["ba-vi.ba-trai"][0] in ("waiting", "ok", "service", "uplink")
+
+    # everything stops: after stale_after the points are unknown because nothing came
+    model.tick(t + 60)
+    assert {r for r, _ in _reasons(model).values()} == {"stale"}
+
+
+def test_degraded_names_the_figure_that_crossed() -> None:
+    """A point degraded by jitter says `jitter`, with itself as the cause."""
+    t = 1_000_000.0
+    model = HealthModel(inventory(), now=t)
+    for step in range(6):
+        at = t + 5 * step
+        model.ingest(
+            "son-tay",
+            [
+                good("icmp", at, rtt=0.01, jitter=0.08, loss=0.0),
+                good("sip", at, rtt=0.02),
+            ],
+            at,
+        )
+    assert model.points["son-tay"].state.value == "degraded"
+    assert _reasons(model)["son-tay"] == ("jitter", "son-tay")
+
+
+def test_state_since_is_when_the_state_began() -> None:
+    """confmon_point_state_since_timestamp_seconds is when monitoring began before any result,
+    then the time of the change that began the current state (not of the last result)."""
+    t = 1_000_000.0
+    model = HealthModel(inventory(), now=t)
+
+    def since() -> dict[str, float]:
+        text = PointMetricsWriter(model).render()
+        fam = next(
+            f
+            for f in text_string_to_metric_families(text)
+            if f.name == "confmon_point_state_since_timestamp_seconds"
+        )
+        return {s.labels["point"]: s.value for s in fam.samples}
+
+    assert set(since().values()) == {t}
+    for step in range(4):
+        at = t + 5 * step
+        model.ingest("son-tay", [good("icmp", at, rtt=0.01, loss=0.0), good("sip", at)], at)
+    assert since()["son-tay"] == t  # up at the first good cycle
+    for step in range(4, 8):
+        at = t + 5 * step
+        model.ingest("son-tay", [bad("icmp", at), bad("sip", at)], at)
+    assert since()["son-tay"] == t + 25  # down at the second failed cycle
