@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from monitor.alerts.formats import Rendered
 from monitor.collector import settle
+from monitor.core.ingest import REJECT_REASONS
 from monitor.core.service import Monitor
 from monitor.errors import ConfmonError, IcmpNotPermitted
 from monitor.inventory import Inventory, load_inventory
@@ -298,6 +299,9 @@ async def _start_broker(app: App, broker: BrokerConfig) -> None:
     monitor = app.monitor
     transport = BrokerTransport(monitor, broker)
     monitor.telemetry.watch_agents(transport.liveness)
+    # every reason at 0 from the start: rate() and alerts see the first rejection as a rise
+    for reason in REJECT_REASONS:
+        monitor.telemetry.rejected.labels(reason)
     monitor.broker_stats = transport.stats
     monitor.agent_listing = transport.listing
     await transport.start()

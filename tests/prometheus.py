@@ -33,6 +33,36 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]["result"]  # type: ignore[no-any-return]
 
+    async def query_range(
+        self, promql: str, start: float, end: float, step: float
+    ) -> list[dict[str, Any]]:
+        """A range PromQL query, as Grafana runs a time-series panel's."""
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(
+                f"{self.url}/api/v1/query_range",
+                params={"query": promql, "start": str(start), "end": str(end), "step": str(step)},
+                timeout=aiohttp.ClientTimeout(total=20),
+            ) as resp,
+        ):
+            body = await resp.json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]  # type: ignore[no-any-return]
+
+    async def label_values(self, label: str, match: str) -> list[str]:
+        """What Grafana's label_values(match, label) variable query asks."""
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(
+                f"{self.url}/api/v1/label/{label}/values",
+                params={"match[]": match},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp,
+        ):
+            body = await resp.json()
+        assert body["status"] == "success", body
+        return body["data"]  # type: ignore[no-any-return]
+
     async def wait_for(self, promql: str, within: float = 60.0) -> list[dict[str, Any]]:
         """Poll until the query returns something."""
         async with asyncio.timeout(within):
@@ -45,9 +75,13 @@ class Prometheus:
 
 @contextlib.asynccontextmanager
 async def prometheus(
-    tmp: Path, targets: list[str], scrape_interval: str = "1s"
+    tmp: Path,
+    targets: list[str],
+    scrape_interval: str = "1s",
+    rule_files: list[Path] | None = None,
 ) -> AsyncIterator[Prometheus]:
-    """Run Prometheus scraping ``targets`` (host:port) every ``scrape_interval``."""
+    """Run Prometheus scraping ``targets`` (host:port) every ``scrape_interval`` as job
+    ``confmon``, evaluating ``rule_files`` as often."""
     binary = require_binary("prometheus")
     port = free_port()
     config = tmp / "prometheus.yml"
@@ -55,7 +89,8 @@ async def prometheus(
         "global:\n"
         f"  scrape_interval: {scrape_interval}\n"
         f"  evaluation_interval: {scrape_interval}\n"
-        "scrape_configs:\n"
+        + (f"rule_files: [{', '.join(repr(str(r)) for r in rule_files)}]\n" if rule_files else "")
+        + "scrape_configs:\n"
         "  - job_name: confmon\n"
         f"    static_configs: [{{targets: [{', '.join(repr(t) for t in targets)}]}}]\n",
         encoding="utf-8",

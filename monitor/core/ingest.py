@@ -54,9 +54,23 @@ from monitor.core.vantage import Vantages
 from monitor.inventory import Inventory
 from monitor.outputs.metrics import Telemetry
 
-__all__ = ["Ingest", "IngestReport", "ResultSink"]
+__all__ = ["REJECT_REASONS", "Ingest", "IngestReport", "ResultSink"]
 
 log = logging.getLogger(__name__)
+
+#: every ``reason`` of ``confmon_results_rejected_total`` (the table above)
+REJECT_REASONS = (
+    "oversized",
+    "malformed",
+    "version",
+    "schema",
+    "forged",
+    "unknown_agent",
+    "replayed",
+    "unknown_point",
+    "not_assigned",
+    "outdated",
+)
 
 #: what the health side receives: point id, its results, when they were taken (the clock
 #: rule above), and when they arrived

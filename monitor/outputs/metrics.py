@@ -202,6 +202,23 @@ class PointMetricsWriter:
             _header("confmon_readiness_target", "monitor.readiness_target of the inventory (0..1).")
         )
         out.append(f"confmon_readiness_target {_num(model.inv.settings.readiness_target)}\n")
+        t = model.inv.thresholds
+        out.append(
+            _header(
+                "confmon_quality_threshold",
+                "The inventory's thresholds: a point crossing one is degraded (rtt and jitter"
+                " in seconds, loss as a ratio: above is worse; mos: below is worse).",
+            )
+        )
+        out.extend(
+            f'confmon_quality_threshold{{figure="{figure}"}} {_num(value)}\n'
+            for figure, value in (
+                ("rtt", t.rtt),
+                ("jitter", t.jitter),
+                ("loss", t.loss),
+                ("mos", t.mos),
+            )
+        )
         return "".join(out)
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -24,6 +25,9 @@ from monitor.inventory.writer import to_yaml
 from tests.commands.running import Running, count_events, hanoi_lab, lab_process, start_run, until
 from tests.helpers import require_binary, require_root
 from tests.mosquitto import SERVER_USER, Broker
+from tests.prometheus import prometheus
+from tests.test_dashboards_e2e import check_server_panels
+from tests.test_rules import RULES
 
 INV = hanoi_lab("127.72.0.1", interval=2.0, stale_after=10.0)
 N = len(INV.points)
@@ -122,7 +126,11 @@ async def listing(server: Running) -> dict[str, dict[str, object]]:
 async def test_three_agents_share_the_points_and_a_killed_one_is_replaced_without_alarms(
     tmp_path: Path,
 ) -> None:
-    async with distributed(tmp_path, "agents:\n  assign: balanced\n") as (server, agents, broker):
+    async with (
+        distributed(tmp_path, "agents:\n  assign: balanced\n") as (server, agents, broker),
+        prometheus(tmp_path, [server.base.removeprefix("http://")], rule_files=[RULES]) as prom,
+    ):
+        scraped_from = time.time()
         await server.wait_all_up(N, within=90)
         shares = await listing(server)
         assert {a for a, v in shares.items() if v["online"]} == set(AGENTS)
@@ -145,6 +153,8 @@ async def test_three_agents_share_the_points_and_a_killed_one_is_replaced_withou
         assert (await server.states()).get("up") == N, "the others probe agent-3's points"
         for state in ("down", "unreachable", "unknown"):
             assert count_events(server.state_db, state=state) == 0, state
+        # the Grafana panels of the agents, and the AgentLost rule, from a real Prometheus
+        await check_server_panels(prom, scraped_from, time.time(), lost="agent-3")
 
         # the broker goes away for 15 s and comes back: no false down, everyone reconnects
         broker.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -205,3 +206,17 @@ def test_every_message_is_accounted_for(
         if s.name.endswith("_total")
     )
     assert total == counted
+
+
+def test_reject_reasons_are_the_documented_ones() -> None:
+    """REJECT_REASONS (the series confmon server exports at 0 from the start) is the table of
+    the module's docstring, and holds every reason the wire decoder can give."""
+    import typing
+
+    from monitor.core import ingest
+    from monitor.core.results import Rejected
+
+    documented = re.findall(r"^``(\w+)``\s{2,}", ingest.__doc__ or "", re.MULTILINE)
+    assert tuple(documented) == ingest.REJECT_REASONS
+    decoder = typing.get_args(typing.get_type_hints(Rejected)["reason"])
+    assert set(decoder) <= set(ingest.REJECT_REASONS)

@@ -111,6 +111,10 @@ def test_contract_names_labels_and_values() -> None:
     assert value(s, "confmon_district_points", district="ba-vi", state="up") == 1
     assert value(s, "confmon_readiness_ratio") == 0.25
     assert value(s, "confmon_readiness_target") == 0.98
+    assert value(s, "confmon_quality_threshold", figure="rtt") == 0.150
+    assert value(s, "confmon_quality_threshold", figure="jitter") == 0.030
+    assert value(s, "confmon_quality_threshold", figure="loss") == 0.02
+    assert value(s, "confmon_quality_threshold", figure="mos") == 3.6
     assert value(s, "confmon_probes_total", probe="icmp", result="failure") == 0
     assert ("confmon_cycle_duration_seconds_count", frozenset()) in s
 

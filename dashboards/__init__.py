@@ -1,0 +1,1 @@
+"""The Grafana dashboards and the script that writes them (see generate.py)."""
