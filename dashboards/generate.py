@@ -653,7 +653,7 @@ def needs_attention_table(title: str, matchers: str, description: str) -> Panel:
             table=True,
         ),
         transformations=merge_and_organize(
-            (*NOISE, "level", "district"),
+            (*NOISE, "level"),
             {
                 "Value #A": "State",
                 "Value #B": "Since",
@@ -664,12 +664,23 @@ def needs_attention_table(title: str, matchers: str, description: str) -> Panel:
                 "host": "Host",
                 "point": "Point",
             },
-            ["Value #A", "name", "district_name", "reason", "cause", "Value #B", "host", "point"],
+            [
+                "Value #A",
+                "name",
+                "district_name",
+                "reason",
+                "cause",
+                "Value #B",
+                "host",
+                "point",
+                "district",
+            ],
         ),
         overrides=[
             state_column(),
             column("Since", ("unit", "dateTimeFromNow"), ("custom.width", 130)),
             column("Reason", ("custom.width", 120)),
+            column("district", ("custom.hidden", True)),  # kept for the link
             column(
                 "Room",
                 (
@@ -678,7 +689,7 @@ def needs_attention_table(title: str, matchers: str, description: str) -> Panel:
                         link(
                             "${__data.fields.Room}: point dashboard",
                             POINT_URL
-                            + "&var-district=${__data.fields.District}&var-point=${__data.fields.Point}",
+                            + "&var-district=${__data.fields.district}&var-point=${__data.fields.Point}",
                         )
                     ],
                 ),
