@@ -315,7 +315,8 @@ def stat(
 ) -> Panel:
     reduce: JSON = {
         "calcs": ["lastNotNull"],
-        "fields": "/^Value$/" if all_values else "",
+        # numeric fields: with a displayName, a name pattern would match no field at all
+        "fields": "",
         "values": all_values,
     }
     if limit is not None:
@@ -407,9 +408,9 @@ def figure_column(
     name: str, unit: str, bad_above: float | None, *, bad_below: float | None = None
 ) -> JSON:
     if bad_below is not None:
-        th = steps((None, "red"), (bad_below, "transparent"))
+        th = steps((None, "red"), (bad_below, "text"))
     else:
-        th = steps((None, "transparent"), (bad_above, "orange"))
+        th = steps((None, "text"), (bad_above, "orange"))
     return column(
         name,
         ("unit", unit),
@@ -718,7 +719,13 @@ def overview() -> JSON:
                     "id": "configFromData",
                     "options": {
                         "configRefId": "B",
-                        "mappings": [{"fieldName": "target", "handlerKey": "threshold1"}],
+                        "mappings": [
+                            {
+                                "fieldName": "target",
+                                "handlerKey": "threshold1",
+                                "handlerArguments": {"threshold": {"color": "green"}},
+                            }
+                        ],
                         "applyTo": {"id": "byFrameRefID", "options": "A"},
                     },
                 }
@@ -954,6 +961,7 @@ def overview() -> JSON:
                     ("unit", "percentunit"),
                     ("decimals", 0),
                     ("thresholds", steps((None, "red"), (0.98, "text"))),
+                    ("custom.cellOptions", {"type": "color-text"}),
                 ),
                 column(
                     "District",

@@ -370,3 +370,53 @@ def test_the_readiness_target_comes_from_the_metric() -> None:
     source = next(t for t in gauge["targets"] if t["refId"] == config["options"]["configRefId"])
     assert "confmon_readiness_target" in source["expr"]
     assert config["options"]["mappings"][0]["handlerKey"] == "threshold1"
+
+
+# --- Grafana's behaviour, read in its source (no Grafana runs here) ---------------------------
+
+
+def _overrides(d: Dashboard) -> Iterator[tuple[str, dict[str, Any]]]:
+    for p in all_panels(d):
+        for o in p.get("fieldConfig", {}).get("overrides", []):
+            yield p["title"], {prop["id"]: prop["value"] for prop in o["properties"]}
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_text_coloured_cells_stay_readable(name: str) -> None:
+    """A table cell in color-text mode takes its text colour from the threshold step
+    (DefaultCell's getCellStyle): a transparent step would hide every figure in range."""
+    for title, props in _overrides(load(name)):
+        if props.get("custom.cellOptions", {}).get("type") == "color-text":
+            colours = [s["color"] for s in props["thresholds"]["steps"]]
+            assert "transparent" not in colours, title
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_coloured_thresholds_are_shown(name: str) -> None:
+    """Thresholds on a table column colour nothing unless the column has a colour mode."""
+    for p in all_panels(load(name)):
+        if p["type"] != "table":
+            continue
+        for o in p["fieldConfig"]["overrides"]:
+            props = {prop["id"] for prop in o["properties"]}
+            if "thresholds" in props:
+                assert "custom.cellOptions" in props, (p["title"], o["matcher"]["options"])
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_stat_tiles_named_per_row_pick_numeric_fields(name: str) -> None:
+    """With a displayName, a field's name is that template (getFieldDisplayName), so a
+    reduceOptions.fields pattern would match no field and the tiles would say No data."""
+    for p in all_panels(load(name)):
+        if p["type"] == "stat" and p["fieldConfig"]["defaults"].get("displayName"):
+            assert p["options"]["reduceOptions"]["fields"] == "", p["title"]
+            assert p["options"]["reduceOptions"]["limit"] >= 450, "a tile for each of 450 rooms"
+
+
+def test_threshold_from_the_target_metric_is_green() -> None:
+    """Config from query results adds its threshold step in red unless told a colour
+    (fieldToConfigMapping's threshold1 handler): the gauge would be red at any readiness."""
+    gauge = next(p for p in all_panels(load("confmon-overview.json")) if p["type"] == "gauge")
+    config = next(t for t in gauge["transformations"] if t["id"] == "configFromData")
+    for m in config["options"]["mappings"]:
+        assert m["handlerArguments"]["threshold"]["color"] == "green"
