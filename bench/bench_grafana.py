@@ -55,11 +55,18 @@ def prom_get(base: str, path: str, params: dict[str, str]) -> Any:
     return body["data"]
 
 
-def fill(expr: str, window: float) -> str:
+#: the variables' values per dashboard (the overview shows all districts)
+CHOICES = {
+    "overview": {"district": ".*"},
+    "district": {"district": "ba-dinh"},
+    "point": {"district": "ba-dinh", "point": "ba-dinh.kim-ma"},
+}
+
+
+def fill(expr: str, window: float, choice: dict[str, str]) -> str:
     values = {
-        "district": ".*",
+        **choice,
         "probe": ".*",
-        "point": "ba-vi",
         "job": "confmon",
         "readiness_target": "0.98",
         "__range": f"{window:.0f}s",
@@ -68,24 +75,31 @@ def fill(expr: str, window: float) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), expr)
 
 
-def queries(dashboard: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """(title, expr, instant) for each panel query."""
+def queries(dashboard: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """(title, refId, expr, instant) for each panel query."""
     out = []
     for panel in dashboard["panels"]:
         for p in [panel, *panel.get("panels", [])]:
             for t in p.get("targets", []):
-                out.append((p["title"], t["expr"], bool(t.get("instant"))))
+                out.append((p["title"], t["refId"], t["expr"], bool(t.get("instant"))))
     return out
 
 
 def refresh(
-    base: str, dashboard: dict[str, Any], start: float, end: float
+    base: str,
+    dashboard: dict[str, Any],
+    start: float,
+    end: float,
+    choice: dict[str, str],
+    slowest: dict[str, float],
 ) -> tuple[float, dict[str, int]]:
-    """One refresh: seconds for all queries, and series per top-N panel."""
+    """One refresh: seconds for all queries, and series per top-N panel; ``slowest`` gets
+    each query's time."""
     drawn: dict[str, int] = {}
     t0 = time.perf_counter()
-    for title, expr, instant in queries(dashboard):
-        q = fill(expr, end - start)
+    for title, ref, expr, instant in queries(dashboard):
+        q = fill(expr, end - start, choice)
+        q0 = time.perf_counter()
         if instant:
             data = prom_get(base, "/api/v1/query", {"query": q, "time": str(end)})
         else:
@@ -94,8 +108,9 @@ def refresh(
                 "/api/v1/query_range",
                 {"query": q, "start": str(start), "end": str(end), "step": str(STEP)},
             )
-        if "worst 10" in title and not instant:
-            drawn[title] = drawn.get(title, 0) + len(data["result"])
+        slowest[f"{title} [{ref}]"] = time.perf_counter() - q0
+        if "worst 10" in title and not instant and ref == "A":
+            drawn[title] = len(data["result"])
     return time.perf_counter() - t0, drawn
 
 
@@ -209,17 +224,23 @@ def main() -> None:
                 f"window {end - start:.0f} s, {series['result'][0]['value'][1]} series in the job"
             )
             results: dict[str, tuple[float, dict[str, int], int]] = {}
+            slowest: dict[str, dict[str, float]] = {}
             for name, d in [*dashboards.items(), ("overview (before issue 13)", old)]:
                 times, drawn = [], {}
+                slowest[name] = {}
+                choice = CHOICES[name.split()[0]]
                 for _ in range(args.rounds):
-                    took, drawn = refresh(prom_base, d, start, end)
+                    took, drawn = refresh(prom_base, d, start, end, choice, slowest[name])
                     times.append(took)
                 results[name] = (statistics.median(times), drawn, len(queries(d)))
             for name, (took, drawn, n) in results.items():
                 top = ", ".join(f"{k.split(':')[0]} {v}" for k, v in sorted(drawn.items()))
                 print(
-                    f"{name:28} {n:3} queries  refresh {took * 1000:7.0f} ms  worst-10 series drawn: {top}"
+                    f"{name:28} {n:3} queries  refresh {took * 1000:7.0f} ms"
+                    f"  worst-10 series drawn: {top}"
                 )
+                worst = sorted(slowest[name].items(), key=lambda kv: -kv[1])[:3]
+                print("    slowest: " + "; ".join(f"{k} {v * 1000:.0f} ms" for k, v in worst))
             ratio = results["overview"][0] / results["overview (before issue 13)"][0]
             print(f"overview refresh, new / before issue 13: {ratio:.2f}")
         finally:

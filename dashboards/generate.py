@@ -15,10 +15,12 @@ PromQL notes, for whoever edits the queries:
 - **Stable top N.** ``topk`` in a range query is taken per step, so a "worst 10" graph
   over an hour draws hundreds of series. :func:`worst` ranks once, by the average over the
   dashboard's range evaluated at its end (``[$__range] @ end()``), and draws those N.
-- **Severity.** ``confmon_point_state`` is a stateset; :func:`severity` turns it into one
-  number per point, worst highest (up 0, maintenance 1, unknown 2, degraded 3,
-  unreachable 4, down 5: the terminal dashboard's order), so tables sort by it and
-  timelines colour it through value mappings.
+- **Severity.** Tables sort and timelines colour by ``confmon_point_severity``, the state
+  as one number per point, worst highest (up 0, maintenance 1, unknown 2, degraded 3,
+  unreachable 4, down 5: the terminal dashboard's order). confmon exports it beside the
+  ``confmon_point_state`` stateset because computing it from the stateset in PromQL (six
+  terms joined with ``or``, for every point at every step) made a one-hour state timeline
+  of the 30 headquarters take seconds: the export is the recording rule, without rules.
 - **Names.** ``confmon_point_info`` carries each point's name; a district's name is that of
   its headquarters, the point whose id is the district id (:data:`DISTRICT_NAMES`).
 """
@@ -32,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from monitor.core.events import SEVERITY
 from monitor.dashboard.model import STATE_ORDER
 from monitor.dashboard.view import STYLE
 
@@ -52,8 +55,8 @@ GRAFANA_COLOUR = {
 COLOUR = {state: GRAFANA_COLOUR[STYLE[state]] for state in STATE_ORDER}
 #: the order of per-state counts, as on the terminal dashboard's header
 COUNT_ORDER = ("up", "degraded", "down", "unreachable", "unknown", "maintenance")
-#: state -> severity code, worst highest
-CODE = {state: len(STATE_ORDER) - 1 - i for i, state in enumerate(STATE_ORDER)}
+#: state -> severity code, worst highest (the values of confmon_point_severity)
+CODE = {state.value: code for state, code in SEVERITY.items()}
 
 Panel = dict[str, Any]
 JSON = dict[str, Any]
@@ -64,12 +67,7 @@ JSON = dict[str, Any]
 
 def severity(matchers: str = "") -> str:
     """One series per point whose value is its state's severity code (see :data:`CODE`)."""
-    extra = f", {matchers}" if matchers else ""
-    terms = "\n  or ".join(
-        f'confmon_point_state{{state="{state}"{extra}}} * {code}'
-        for state, code in sorted(CODE.items(), key=lambda kv: -kv[1])
-    )
-    return f"max without (state) (\n  {terms}\n)"
+    return f"confmon_point_severity{{{matchers}}}" if matchers else "confmon_point_severity"
 
 
 def named(expr: str) -> str:
@@ -628,9 +626,8 @@ def dashboard(
 
 # --- overview ----------------------------------------------------------------------------------
 
-SEVERITY = severity()
-#: points not up: down, unreachable, degraded, unknown (maintenance is planned)
-NOT_UP = f"({SEVERITY}) > {CODE['maintenance']}"
+#: every point's severity code
+EVERY_POINT = severity()
 
 
 def needs_attention_table(title: str, matchers: str, description: str) -> Panel:
@@ -861,7 +858,7 @@ def overview() -> JSON:
             "All rooms",
             "One tile per point, grouped by district (sorted by point id), coloured by "
             "state. Click a tile for its point dashboard.",
-            [target(named(SEVERITY), "", instant=True, table=True)],
+            [target(named(EVERY_POINT), "", instant=True, table=True)],
             mappings=state_mappings(),
             colour_mode="background",
             text_mode="name",
@@ -907,7 +904,7 @@ def overview() -> JSON:
             "District headquarters",
             "One row per district headquarters (top-level point). A red row: the district's "
             "uplink is down and its rooms are unreachable.",
-            [target(named(f"({SEVERITY})\n{TOP_LEVEL}"), "{{name}}")],
+            [target(named(f"({EVERY_POINT})\n{TOP_LEVEL}"), "{{name}}")],
         ),
         12,
         20,

@@ -39,6 +39,7 @@ from typing import Any, Final, Protocol
 
 __all__ = [
     "RESYNC",
+    "SEVERITY",
     "Event",
     "EventStore",
     "EventStream",
@@ -59,6 +60,18 @@ class State(StrEnum):
     UNREACHABLE = "unreachable"
     UNKNOWN = "unknown"
     MAINTENANCE = "maintenance"
+
+
+#: each state as a number, worst highest: how tables sort and how Grafana colours a point
+#: (``confmon_point_severity``); the terminal dashboard lists points in the same order
+SEVERITY: dict[State, int] = {
+    State.UP: 0,
+    State.MAINTENANCE: 1,
+    State.UNKNOWN: 2,
+    State.DEGRADED: 3,
+    State.UNREACHABLE: 4,
+    State.DOWN: 5,
+}
 
 
 @dataclass(frozen=True, slots=True)

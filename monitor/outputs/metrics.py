@@ -28,6 +28,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from monitor.core.events import SEVERITY
 from monitor.core.health import STATES, HealthModel, State
 from monitor.core.results import ProbeResult
 from monitor.probes import registry
@@ -79,6 +80,7 @@ class PointMetricsWriter:
         inv = model.inv
         self._ids = list(inv.points)
         info, self._l3, self._l2, self._state_blocks = [], {}, {}, {}
+        self._severity_lines: dict[str, dict[State, str]] = {}
         # (point, probe, line prefix) for each probe series, grouped by family
         # the model mutates each point's `latest` dict in place, so holding it here is safe
         Triple = tuple[dict[str, ProbeResult], str, str]
@@ -96,6 +98,9 @@ class PointMetricsWriter:
             self._state_blocks[p.id] = {
                 cur: "".join(f"{lines[s]}{1 if s is cur else 0}\n" for s in STATES)
                 for cur in STATES
+            }
+            self._severity_lines[p.id] = {
+                s: f"confmon_point_severity{{{l3}}} {SEVERITY[s]}\n" for s in STATES
             }
             latest = model.points[p.id].latest
             for name in inv.profile_of(p).probes():
@@ -133,6 +138,15 @@ class PointMetricsWriter:
             )
         )
         out.extend(self._state_blocks[pid][points[pid].state] for pid in self._ids)
+        out.append(
+            _header(
+                "confmon_point_severity",
+                "The current state as a number, worst highest: up 0, maintenance 1, unknown 2,"
+                " degraded 3, unreachable 4, down 5 (to sort and colour by; the state itself is"
+                " confmon_point_state).",
+            )
+        )
+        out.extend(self._severity_lines[pid][points[pid].state] for pid in self._ids)
         out.append(
             _header(
                 "confmon_point_state_since_timestamp_seconds",

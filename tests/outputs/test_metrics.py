@@ -70,6 +70,13 @@ def test_contract_names_labels_and_values() -> None:
         == 1
     )
     assert value(s, "confmon_point_up", point="ba-vi", district="ba-vi", level="district") == 1
+    for point, district, level, code in (
+        ("son-tay", "son-tay", "district", 5),  # down
+        ("ba-vi", "ba-vi", "district", 0),  # up
+        ("ba-vi.tan-linh", "ba-vi", "commune", 2),  # unknown
+    ):
+        labels = {"point": point, "district": district, "level": level}
+        assert value(s, "confmon_point_severity", **labels) == code
     assert value(s, "confmon_point_up", point="son-tay", district="son-tay", level="district") == 0
     assert (
         value(
@@ -244,3 +251,13 @@ def test_state_since_is_when_the_state_began() -> None:
         at = t + 5 * step
         model.ingest("son-tay", [bad("icmp", at), bad("sip", at)], at)
     assert since()["son-tay"] == t + 25  # down at the second failed cycle
+
+
+def test_severity_orders_states_as_the_terminal_dashboard() -> None:
+    """confmon_point_severity sorts worst first in the order the terminal dashboard lists
+    points that need attention, and gives each state its own number."""
+    from monitor.core.events import SEVERITY
+    from monitor.dashboard.model import STATE_ORDER
+
+    assert tuple(s.value for s in sorted(SEVERITY, key=lambda s: -SEVERITY[s])) == STATE_ORDER
+    assert sorted(SEVERITY.values()) == list(range(len(STATE_ORDER)))
