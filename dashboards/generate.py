@@ -352,6 +352,31 @@ def stat(
     return panel
 
 
+def state_counts(title: str, description: str, template: str) -> Panel:
+    """A stat with one figure per state (``template`` formatted with ``state``), in the
+    header's order; a state other than up is coloured only when some point is in it."""
+    return stat(
+        title,
+        description,
+        [
+            target(template.format(state=s), s, ref=chr(ord("A") + i), instant=True)
+            for i, s in enumerate(COUNT_ORDER)
+        ],
+        overrides=[
+            column(
+                s,
+                (
+                    "thresholds",
+                    steps((None, COLOUR[s]))
+                    if s == "up"
+                    else steps((None, "transparent"), (1, COLOUR[s])),
+                ),
+            )
+            for s in STATE_ORDER
+        ],
+    )
+
+
 def table(
     title: str,
     description: str,
@@ -773,29 +798,10 @@ def overview() -> JSON:
         7,
     )
     lay.add(
-        stat(
+        state_counts(
             "Points per state",
             "How many points are in each state now.",
-            [
-                target(
-                    f'sum(confmon_points{{state="{s}"}})', s, ref=chr(ord("A") + i), instant=True
-                )
-                for i, s in enumerate(COUNT_ORDER)
-            ],
-            overrides=[
-                {
-                    "matcher": {"id": "byName", "options": s},
-                    "properties": [
-                        {
-                            "id": "thresholds",
-                            "value": steps((None, "transparent"), (1, COLOUR[s]))
-                            if s != "up"
-                            else steps((None, COLOUR[s])),
-                        }
-                    ],
-                }
-                for s in STATE_ORDER
-            ],
+            'sum(confmon_points{{state="{state}"}})',
         ),
         9,
         7,
@@ -1302,30 +1308,10 @@ def district() -> JSON:
         5,
     )
     lay.add(
-        stat(
+        state_counts(
             "Rooms per state",
             "How many of the district's points are in each state now.",
-            [
-                target(
-                    f'sum(confmon_district_points{{{here}, state="{s}"}})',
-                    s,
-                    ref=chr(ord("A") + i),
-                    instant=True,
-                )
-                for i, s in enumerate(COUNT_ORDER)
-            ],
-            overrides=[
-                column(
-                    s,
-                    (
-                        "thresholds",
-                        steps((None, "transparent"), (1, COLOUR[s]))
-                        if s != "up"
-                        else steps((None, COLOUR[s])),
-                    ),
-                )
-                for s in STATE_ORDER
-            ],
+            'sum(confmon_district_points{{district="$district", state="{state}"}})',
         ),
         12,
         5,

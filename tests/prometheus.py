@@ -20,48 +20,32 @@ class Prometheus:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    async def query(self, promql: str) -> list[dict[str, Any]]:
+    async def _api(self, path: str, params: dict[str, str]) -> Any:
+        """The ``data`` of a successful answer of Prometheus's HTTP API."""
         async with (
             aiohttp.ClientSession() as s,
             s.get(
-                f"{self.url}/api/v1/query",
-                params={"query": promql},
-                timeout=aiohttp.ClientTimeout(total=10),
+                f"{self.url}{path}", params=params, timeout=aiohttp.ClientTimeout(total=20)
             ) as resp,
         ):
             body = await resp.json()
         assert body["status"] == "success", body
-        return body["data"]["result"]  # type: ignore[no-any-return]
+        return body["data"]
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant PromQL query, as Grafana runs a table's or a stat's."""
+        return (await self._api("/api/v1/query", {"query": promql}))["result"]  # type: ignore[no-any-return]
 
     async def query_range(
         self, promql: str, start: float, end: float, step: float
     ) -> list[dict[str, Any]]:
         """A range PromQL query, as Grafana runs a time-series panel's."""
-        async with (
-            aiohttp.ClientSession() as s,
-            s.get(
-                f"{self.url}/api/v1/query_range",
-                params={"query": promql, "start": str(start), "end": str(end), "step": str(step)},
-                timeout=aiohttp.ClientTimeout(total=20),
-            ) as resp,
-        ):
-            body = await resp.json()
-        assert body["status"] == "success", body
-        return body["data"]["result"]  # type: ignore[no-any-return]
+        params = {"query": promql, "start": str(start), "end": str(end), "step": str(step)}
+        return (await self._api("/api/v1/query_range", params))["result"]  # type: ignore[no-any-return]
 
     async def label_values(self, label: str, match: str) -> list[str]:
         """What Grafana's label_values(match, label) variable query asks."""
-        async with (
-            aiohttp.ClientSession() as s,
-            s.get(
-                f"{self.url}/api/v1/label/{label}/values",
-                params={"match[]": match},
-                timeout=aiohttp.ClientTimeout(total=10),
-            ) as resp,
-        ):
-            body = await resp.json()
-        assert body["status"] == "success", body
-        return body["data"]  # type: ignore[no-any-return]
+        return await self._api(f"/api/v1/label/{label}/values", {"match[]": match})  # type: ignore[no-any-return]
 
     async def wait_for(self, promql: str, within: float = 60.0) -> list[dict[str, Any]]:
         """Poll until the query returns something."""

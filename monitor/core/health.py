@@ -114,8 +114,8 @@ class PointHealth:
 
         ``ok``; ``path`` (no answer) or ``service`` (host answers, a required probe
         fails) for ``down``; ``uplink`` for ``unreachable``; the figures that crossed
-        (``loss``, ``jitter+loss``, ``probe`` for a failing or warning probe, ...) for
-        ``degraded``; ``no_result``, ``waiting``, ``stale`` or ``agent_offline`` for
+        (``loss``, ``jitter+loss``, ``probe`` for a failing or warning probe, ...; ``quality``
+        when that is not known, after a restart) for ``degraded``; ``no_result``, ``waiting``, ``stale`` or ``agent_offline`` for
         ``unknown``; ``maintenance``.
         """
         state = self.state
