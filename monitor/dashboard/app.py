@@ -7,17 +7,22 @@ import contextlib
 import io
 import time
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 from rich.live import Live
 
 from monitor.dashboard.client import follow
+from monitor.dashboard.keys import Keys
 from monitor.dashboard.model import Snapshot
 from monitor.dashboard.view import render
 from monitor.errors import ConfmonError, UsageError
 from monitor.text import printable
 
-__all__ = ["run_dashboard", "write_snapshot"]
+__all__ = ["QUIT", "run_dashboard", "write_snapshot"]
+
+#: keys that end the dashboard (Ctrl-C as well, as a signal)
+QUIT = frozenset({"q", "Q"})
 
 
 async def run_dashboard(
@@ -28,20 +33,34 @@ async def run_dashboard(
     tz: str = "Asia/Ho_Chi_Minh",
     console: Console | None = None,
     notes: list[str] | None = None,
+    stdin: IO[str] | None = None,
 ) -> None:
-    """Show the live dashboard until cancelled (Ctrl-C). ``notes`` are shown under the header."""
+    """Show the live dashboard until ``q`` is typed or it is cancelled (Ctrl-C). ``notes``
+    are shown under the header; keys are read from ``stdin`` (default: the process's) when
+    it is a terminal."""
     console = console or Console()
     snap = Snapshot(url=url, notes=list(notes or []))
     follower = asyncio.get_running_loop().create_task(follow(url, snap, token))
     period = 1.0 / refresh_hz
     try:
-        with Live(console=console, screen=True, auto_refresh=False, transient=True) as live:
+        with (
+            Keys(stdin) as keys,
+            Live(console=console, screen=True, auto_refresh=False, transient=True) as live,
+        ):
             next_frame = time.monotonic()
             while True:
                 size = console.size
                 live.update(render(snap, size.width, size.height, tz=tz), refresh=True)
                 next_frame += period
-                await asyncio.sleep(max(0.0, next_frame - time.monotonic()))
+                while (left := next_frame - time.monotonic()) > 0:
+                    try:
+                        async with asyncio.timeout(left):
+                            key = await keys.next()
+                    except TimeoutError:
+                        break
+                    if key in QUIT:
+                        return
+                next_frame = max(next_frame, time.monotonic() - period)  # no burst after a stall
                 if follower.done():
                     follower.result()
     finally:

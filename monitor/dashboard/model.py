@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.text import printable
 
-__all__ = ["STATE_ORDER", "BadAnswer", "DistrictView", "PointView", "Snapshot"]
+__all__ = [
+    "STATE_ORDER",
+    "BadAnswer",
+    "DistrictView",
+    "EventGroup",
+    "Incident",
+    "PointView",
+    "Snapshot",
+]
 
 #: states from worst to best, for sorting "needs attention"
 STATE_ORDER = ("down", "unreachable", "degraded", "unknown", "maintenance", "up")
@@ -97,6 +105,7 @@ def event_from_api(value: object) -> dict[str, Any]:
         "to": _state(e.get("to")),
         "at": _time(e.get("at"), "an event's time"),
         "reason": _text(e.get("reason"), "an event's reason", default=""),
+        "cause": _text(e.get("cause"), "an event's cause", default="") or None,
         "metrics": _metrics(e.get("metrics"), "an event's metrics"),
     }
 
@@ -117,6 +126,8 @@ class PointView:
     jitter: float | None = None
     loss: float | None = None
     mos: float | None = None
+    #: the point where the trouble of this state is (itself, or the uplink it is behind)
+    cause: str = ""
 
     @classmethod
     def from_api(cls, value: object) -> PointView:
@@ -138,6 +149,7 @@ class PointView:
             jitter=m["jitter"],
             loss=m["loss"],
             mos=m["mos"],
+            cause=_text(p.get("cause"), f"point {pid}: cause", default=pid) or pid,
         )
 
 
@@ -148,6 +160,50 @@ class DistrictView:
     id: str
     hq: PointView
     communes: list[PointView]
+
+
+@dataclass
+class Incident:
+    """One row of "needs attention": a point not up and the points whose trouble it is
+    (the rooms unreachable behind a down uplink), or a monitoring gap: the rooms of an
+    agent gone offline (``head`` is then None and ``cause`` is ``agent:ID``)."""
+
+    cause: str
+    head: PointView | None
+    behind: list[PointView] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        return self.head.state if self.head is not None else "unknown"
+
+    @property
+    def since(self) -> float:
+        if self.head is not None:
+            return self.head.since
+        return min((p.since for p in self.behind), default=0.0)
+
+    @property
+    def size(self) -> int:
+        """Points in the incident, its head included."""
+        return len(self.behind) + (self.head is not None)
+
+
+@dataclass
+class EventGroup:
+    """State changes with one cause close together in time, shown as one line: a district's
+    outage is its headquarters' change and the count of the rooms that followed it."""
+
+    first: dict[str, Any]  # the cause's own change, else the first of the group
+    followers: Counter[str] = field(default_factory=Counter)  # new state -> rooms
+
+    @property
+    def size(self) -> int:
+        return 1 + sum(self.followers.values())
+
+
+#: changes of one cause this close to the group's first are shown with it (seconds): a cut
+#: district's rooms are judged over a cycle or two after their headquarters
+GROUP_WINDOW = 60.0
 
 
 @dataclass
@@ -240,6 +296,7 @@ class Snapshot:
             p.state = e["to"]
             p.since = e["at"]
             p.reason = e["reason"]
+            p.cause = e["cause"] or p.id
             m = e["metrics"]
             p.rtt, p.jitter, p.loss, p.mos = m["rtt"], m["jitter"], m["loss"], m["mos"]
         self.events.append(e)
@@ -269,3 +326,57 @@ class Snapshot:
             return (STATE_ORDER.index(p.state), mos, p.since)
 
         return sorted(bad, key=key)
+
+    def incidents(self) -> list[Incident]:
+        """Points not up as incidents, worst first: outages by how many rooms they take down,
+        then rooms down alone, unreachable ones whose uplink is not known, degraded (lowest
+        MOS first), and monitoring gaps."""
+        points = self.points
+        out: dict[str, Incident] = {}
+        followers: list[PointView] = []
+        for p in points.values():
+            if p.state in ("up", "maintenance"):
+                continue
+            cause = points.get(p.cause)
+            if p.state == "unreachable" and cause is not None and cause is not p:
+                followers.append(p)
+            elif p.state == "unknown" and p.cause.startswith("agent:"):
+                out.setdefault(p.cause, Incident(p.cause, None)).behind.append(p)
+            else:
+                out[p.id] = Incident(p.id, p)
+        for p in followers:
+            head = out.get(p.cause)
+            if head is None:  # its uplink is up again, or not yet judged: a row of its own
+                out[p.id] = Incident(p.id, p)
+            else:
+                head.behind.append(p)
+
+        def key(i: Incident) -> tuple[int, int, float, float]:
+            mos = i.head.mos if i.head is not None and i.head.mos is not None else 5.0
+            return (STATE_ORDER.index(i.state), -i.size, mos, i.since)
+
+        return sorted(out.values(), key=key)
+
+    def event_groups(self) -> list[EventGroup]:
+        """The events newest first, those of one cause within :data:`GROUP_WINDOW` of each
+        other as one group (first results, unknown -> up, are left out: they are in the
+        counts, and 450 of them would bury the news)."""
+        groups: dict[tuple[str, str], EventGroup] = {}
+        out: list[EventGroup] = []
+        for e in self.events:  # oldest first
+            if e["from"] == "unknown" and e["to"] == "up":
+                continue
+            cause = e.get("cause") or e["point"]
+            going = "bad" if e["to"] in ("down", "unreachable") else e["to"]
+            g = groups.get((cause, going))
+            if g is not None and float(e["at"]) - float(g.first["at"]) <= GROUP_WINDOW:
+                if e["point"] == cause and g.first["point"] != cause:
+                    g.followers[g.first["to"]] += 1  # the cause's own change leads the group
+                    g.first = e
+                else:
+                    g.followers[e["to"]] += 1
+                continue
+            g = EventGroup(e)
+            groups[(cause, going)] = g
+            out.append(g)
+        return out[::-1]

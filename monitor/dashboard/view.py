@@ -18,7 +18,7 @@ from collections import Counter
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from monitor.dashboard.model import DistrictView, Snapshot
+from monitor.dashboard.model import STATE_ORDER, DistrictView, Incident, PointView, Snapshot
 from monitor.text import printable
 
 __all__ = ["LEGEND", "STYLE", "SYMBOL", "render"]
@@ -64,6 +64,13 @@ def _ago(seconds: float) -> str:
 
 def _cell(state: str) -> tuple[str, str]:
     return SYMBOL.get(state, "?"), STYLE.get(state, "dim")
+
+
+def _standout(state: str) -> str:
+    """A grid cell's style: a point not up is in reverse video (a block of its colour, and
+    a block still without colour), so one bad room in a row of ● is not missed."""
+    style = STYLE.get(state, "dim")
+    return style if state == "up" else f"reverse {style}"
 
 
 def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[RenderableType]:
@@ -142,84 +149,132 @@ def _short(name: str) -> str:
     return name
 
 
-def _grid(districts: list[DistrictView], name_width: int, max_rows: int) -> list[Text]:
-    """One line per district: name, headquarters, one cell per commune, up/total."""
+def _grid(
+    districts: list[DistrictView], name_width: int, max_rows: int, count_width: int = 8
+) -> list[Text]:
+    """One line per district: name, headquarters, one cell per commune, up/total (and the
+    degraded rooms: ◐, with their number when ``count_width`` leaves room for it)."""
     lines = []
     shown = districts if len(districts) <= max_rows else districts[: max(0, max_rows - 1)]
     widest = max((len(d.communes) for d in districts), default=0)
     for d in shown:
-        line = _fit(Text(d.hq.name), name_width)
-        sym, style = _cell(d.hq.state)
-        line.append(f" HQ{sym} ", style)
+        every = [d.hq, *d.communes]
+        worst = min((p.state for p in every), key=STATE_ORDER.index)
+        # a district with a room not up is marked: its name in reverse video, in the colour
+        # of its worst state (it reads without colour too)
+        line = _fit(Text(d.hq.name, "" if worst == "up" else f"reverse {STYLE[worst]}"), name_width)
+        line.append(" HQ")
+        line.append(SYMBOL.get(d.hq.state, "?"), _standout(d.hq.state))
+        line.append(" ")
         cells = Text()
         for c in d.communes:
-            sym, style = _cell(c.state)
-            cells.append(sym, style)
+            cells.append(SYMBOL.get(c.state, "?"), _standout(c.state))
         line.append_text(_fit(cells, widest))
-        every = [d.hq, *d.communes]
         up = sum(p.state in ("up", "degraded") for p in every)
         blind = sum(p.state == "unknown" for p in every)
+        degraded = sum(p.state == "degraded" for p in every)
         if blind == len(every):  # nothing known: a gap in monitoring, not a dead district
-            line.append(f" {'?':>3}/{len(every):<3}", "yellow")
+            count = Text(f" {'?':>3}/{len(every)}", "yellow")
         else:
-            line.append(
-                f" {up:>3}/{len(every):<3}",
+            count = Text(
+                f" {up:>3}/{len(every)}",
                 "bold red" if up + blind < len(every) else ("yellow" if blind else ""),
             )
+        if degraded:  # ready, but not well: the count alone would say 30/30
+            mark = SYMBOL["degraded"] + (str(degraded) if count_width > 8 else "")
+            count.append(mark, STYLE["degraded"])
+        line.append_text(_fit(count, count_width))
         lines.append(line)
     if len(shown) < len(districts):
         lines.append(Text(f"… {len(districts) - len(shown)} more districts", "dim"))
     return lines
 
 
-def _attention(s: Snapshot, rows: int, now: float, width: int) -> list[Text]:
-    """The worst points first, with their figures."""
-    name_width = max(8, width - 31)
+def _clock(at: float, tz: zoneinfo.ZoneInfo) -> str:
+    return datetime.datetime.fromtimestamp(at, tz).strftime("%H:%M:%S")
+
+
+def _where(s: Snapshot, p: PointView) -> str:
+    """The district of a point that is not a headquarters, for names that exist twice
+    ("Xã Phú Cường" is in Sóc Sơn and in Ba Vì)."""
+    if p.parent is None:
+        return ""
+    hq = s.points.get(p.district)
+    return f" ({_short(hq.name) if hq else p.district})"
+
+
+def _rooms(n: int) -> str:
+    return f"{n} room{'s' if n != 1 else ''}"
+
+
+def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) -> Text:
+    """One incident: what, where, why, since when, and how many rooms it takes."""
+    since = _clock(i.since, tz)
+    if i.head is None:  # an agent gone: a gap in monitoring
+        line = Text(f" {SYMBOL['unknown']} ", STYLE["unknown"])
+        agent = i.cause.removeprefix("agent:")
+        line.append(f"agent {agent} offline", "bold yellow")
+        line.append(f" since {since} · {_rooms(len(i.behind))} not monitored", "yellow")
+        return _fit(line, width)
+    p = i.head
+    sym, style = _cell(p.state)
+    line = Text(f" {sym} ", style)
+    line.append(p.name + _where(s, p), style)
+    if i.behind:
+        what = "uplink down" if p.state == "down" else p.state
+        line.append(f" — {what} {since}", style)
+        line.append(f" · {len(i.behind)} unreachable", STYLE["unreachable"])
+        line.append(f" · {p.reason}", "dim")
+    else:
+        line.append(f" — {p.state} since {since}", style)
+        if p.state == "degraded":
+            figures = [
+                f"rtt {_ms(p.rtt)} ms" if p.rtt is not None else "",
+                f"jitter {_ms(p.jitter)} ms" if p.jitter is not None else "",
+                f"loss {p.loss:.0%}" if p.loss is not None else "",
+                f"MOS {p.mos:.1f}" if p.mos is not None else "",
+            ]
+            line.append(" · " + " ".join(f for f in figures if f), "")
+        if p.reason:
+            line.append(f" · {p.reason}", "dim")
+    return _fit(line, width)
+
+
+def _attention(s: Snapshot, rows: int, width: int, tz: zoneinfo.ZoneInfo) -> list[Text]:
+    """One row per incident, worst first: an outage with the rooms behind it, then single
+    rooms down, then degraded ones, then gaps in monitoring."""
     lines = [Text("Needs attention", "bold")]
-    head = Text("   ")
-    head.append_text(_fit(Text("point"), name_width))
-    head.append("  rtt  jit loss  MOS  since", "dim")
-    lines.append(head)
-    bad = s.attention()
-    shown = bad[: max(0, rows)] if len(bad) <= rows else bad[: max(0, rows - 1)]
-    for p in shown:
-        sym, style = _cell(p.state)
-        line = Text(f" {sym} ", style)
-        line.append_text(_fit(Text(p.name, style), name_width))
-        if p.state in ("down", "unreachable", "unknown"):
-            # the last figures of a point that no longer answers would mislead
-            line.append(f"{'-':>5}{'-':>5}{'-':>5}{'-':>5}{_ago(now - p.since):>7}")
-        else:
-            loss = "-" if p.loss is None else f"{p.loss:.0%}"
-            mos = "-" if p.mos is None else f"{p.mos:.1f}"
-            line.append(
-                f"{_ms(p.rtt):>5}{_ms(p.jitter):>5}{loss:>5}{mos:>5}{_ago(now - p.since):>7}"
-            )
-        lines.append(line)
-    if len(shown) < len(bad):
-        lines.append(Text(f"   … and {len(bad) - len(shown)} more", "dim"))
-    if not bad:
+    incidents = s.incidents()
+    fits = len(incidents) <= rows
+    shown = incidents if fits else incidents[: max(0, rows - 1)]
+    lines.extend(_incident_line(s, i, tz, width) for i in shown)
+    if not fits:
+        rest = incidents[len(shown) :]
+        rooms = sum(i.size for i in rest)
+        lines.append(Text(f"   … and {len(rest)} more ({_rooms(rooms)})", "dim"))
+    if not incidents:
         lines.append(Text(" ✔ every point is up", "green"))
     return lines
 
 
 def _events(s: Snapshot, rows: int, tz: zoneinfo.ZoneInfo, width: int) -> list[Text]:
-    """The latest state changes, newest first."""
+    """The latest state changes, newest first; a district's outage is one line."""
     lines = [Text("Events", "bold")]
-    # first results (unknown -> up) are in the counts; listing 450 of them would bury the news
-    news = [e for e in s.events if not (e["from"] == "unknown" and e["to"] == "up")]
-    recent = news[-rows:] if rows > 0 else []
-    for e in reversed(recent):
-        at = datetime.datetime.fromtimestamp(float(e["at"]), tz).strftime("%H:%M:%S")
+    groups = s.event_groups()[: max(0, rows)]
+    for g in groups:
+        e = g.first
         p = s.points.get(e["point"])
-        name = p.name if p else str(e.get("name", e["point"]))
-        line = Text(f" {at} ")
-        line.append_text(_fit(Text(name), max(8, width - 27)))
+        name = p.name + _where(s, p) if p else str(e.get("name") or e["point"])
+        line = Text(f" {_clock(float(e['at']), tz)} ")
+        line.append(name)
         line.append(f" {SYMBOL.get(e['from'], '?')}", STYLE.get(e["from"], ""))
         line.append("→")
         line.append(f"{SYMBOL.get(e['to'], '?')} {e['to']}", STYLE.get(e["to"], ""))
-        lines.append(line)
-    if not recent:
+        for state, n in sorted(g.followers.items(), key=lambda kv: -kv[1]):
+            line.append(f" · {_rooms(n)} ", "")
+            line.append(f"{SYMBOL.get(state, '?')} {state}", STYLE.get(state, ""))
+        lines.append(_fit(line, width))
+    if not groups:
         lines.append(Text(" no state changes yet", "dim"))
     return lines
 
@@ -285,12 +340,13 @@ def render(
     longest = max((Text(d.hq.name).cell_len for d in districts), default=10)
     widest = max((len(d.communes) for d in districts), default=0)
     name_width = min(longest, 24)
-    grid_width = name_width + 5 + widest + 8
+    count_width = 12 if width >= 150 else 8  # " NNN/NNN", + "◐NN" on wide screens
+    grid_width = name_width + 5 + widest + count_width
     if width >= 100 and height >= 30 and width - grid_width >= 42:
         side = width - grid_width - 2
-        left = _grid(districts, name_width, body_rows - 1)
+        left = _grid(districts, name_width, body_rows - 1, count_width)
         att_rows = max(3, (body_rows - 4) * 3 // 5)
-        right = _attention(s, att_rows, now, side)
+        right = _attention(s, att_rows, side, zone)
         right += [Text(), *_events(s, max(2, body_rows - len(right) - 2), zone, side)]
         lines: list[RenderableType] = [*header, Text()]
         for i in range(min(body_rows - 1, max(len(left), len(right)))):
@@ -304,4 +360,4 @@ def render(
     bar_rows = min(15, max(1, body_rows - 5))
     bars = _bars(districts, width, bar_rows)
     rest = max(1, body_rows - len(bars) - 2)  # the attention title and column heads
-    return Group(*header, *bars, *_attention(s, rest, now, width))
+    return Group(*header, *bars, *_attention(s, rest, width, zone))

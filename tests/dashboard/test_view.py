@@ -42,6 +42,7 @@ def snapshot() -> Snapshot:
     for c in inv.points["ba-vi"].children:
         s.points[c].state = "unreachable"
         s.points[c].since = NOW - 118
+        s.points[c].cause = "ba-vi"
     s.points["dong-anh.xuan-non"].state = "down"
     s.points["dong-anh.xuan-non"].since = NOW - 300
     s.points["soc-son.minh-tri"].state = "degraded"
@@ -88,9 +89,11 @@ def test_120x40_shows_every_district_and_the_worst_first() -> None:
     assert "readiness 93.1% (target 98%) ✖" in text
     attention = text[text.index("Needs attention") :]
     first = [line for line in attention.splitlines() if "✖" in line or "○" in line or "◐" in line]
-    assert (
-        "Xã Xuân Nộn" in first[0] and "Huyện Ba Vì" in first[1]
-    )  # down first, longest down on top
+    # the outage first, as one row with the rooms behind it; then the room down alone
+    assert "Huyện Ba Vì — uplink down 14:58:00 · 29 unreachable" in first[0]
+    assert "Xã Xuân Nộn (Đông Anh) — down since 14:55:00" in first[1]
+    assert "Xã Minh Trí (Sóc Sơn) — degraded" in first[2]
+    assert sum(" — " in line for line in text.splitlines()) == 3  # no row per commune
     assert "Huyện Ba Vì" in text[text.index("Events") :]
     # Ba Vì's row: HQ down, its 29 communes unreachable, 0/30 up
     row = next(line for line in text.splitlines() if line.startswith("Huyện Ba Vì"))
@@ -178,3 +181,102 @@ def test_a_server_whose_broker_is_away_says_why_no_results_arrive() -> None:
     assert "agents 1/2 online" in text
     s.apply_summary({"name": s.name, "broker": {"broker_connected": True, "broker_error": None}})
     assert "no results" not in screen(s, 160, 40)
+
+
+def test_an_outage_is_one_incident_and_a_lost_agent_one_gap() -> None:
+    """Rooms unreachable behind a down uplink join its incident; the rooms of an agent gone
+    offline are one gap; a room whose uplink is up again (recovering) stands alone."""
+    s = snapshot()
+    for pid in ("soc-son", *[c for c in s.points if c.startswith("soc-son.")]):
+        s.points[pid].state = "unknown"
+        s.points[pid].cause = "agent:soc-son-1"
+    s.points["phuc-tho.ngoc-tao"].state = "unreachable"
+    s.points["phuc-tho.ngoc-tao"].cause = "phuc-tho"  # its uplink is up: a row of its own
+    incidents = s.incidents()
+    assert [(i.cause, i.state, i.size) for i in incidents] == [
+        ("ba-vi", "down", 30),
+        ("dong-anh.xuan-non", "down", 1),
+        ("phuc-tho.ngoc-tao", "unreachable", 1),
+        ("agent:soc-son-1", "unknown", 27),
+    ]
+    text = screen(s, 160, 40)
+    assert "agent soc-son-1 offline since 14:00:00 · 27 rooms not monitored" in text
+
+
+def test_events_of_one_outage_are_one_line() -> None:
+    """The headquarters' change and its 29 rooms' a cycle later are one line, led by the
+    headquarters; the recovery is another; a change of another cause stays apart."""
+    s = snapshot()
+    s.events.clear()
+    s.events.append(
+        {"point": "ba-vi", "from": "up", "to": "down", "at": NOW - 120, "cause": "ba-vi"}
+    )
+    for c in [p for p in s.points if p.startswith("ba-vi.")]:
+        s.events.append(
+            {"point": c, "from": "up", "to": "unreachable", "at": NOW - 116, "cause": "ba-vi"}
+        )
+    s.events.append(
+        {
+            "point": "dong-anh.xuan-non",
+            "from": "up",
+            "to": "down",
+            "at": NOW - 100,
+            "cause": "dong-anh.xuan-non",
+        }
+    )
+    s.events.append(
+        {"point": "ba-vi", "from": "down", "to": "up", "at": NOW - 30, "cause": "ba-vi"}
+    )
+    groups = s.event_groups()
+    assert [(g.first["point"], g.first["to"], g.size) for g in groups] == [
+        ("ba-vi", "up", 1),
+        ("dong-anh.xuan-non", "down", 1),
+        ("ba-vi", "down", 30),
+    ]
+    text = screen(s, 120, 40)
+    assert "14:58:00 Huyện Ba Vì ●→✖ down · 29 rooms ○ unreachable" in text
+    assert text.count("Huyện Ba Vì ") <= 4  # grid row, attention, two event lines
+
+
+def test_rooms_judged_before_their_headquarters_join_it() -> None:
+    """A room's change that arrives before its cause's own (judged a cycle earlier) is
+    counted in the group the cause's change then leads."""
+    s = snapshot()
+    s.events.clear()
+    s.events.append(
+        {
+            "point": "ba-vi.tan-linh",
+            "from": "up",
+            "to": "unreachable",
+            "at": NOW - 125,
+            "cause": "ba-vi",
+        }
+    )
+    s.events.append(
+        {"point": "ba-vi", "from": "up", "to": "down", "at": NOW - 120, "cause": "ba-vi"}
+    )
+    (g,) = s.event_groups()
+    assert g.first["point"] == "ba-vi" and dict(g.followers) == {"unreachable": 1}
+
+
+def test_a_bad_room_stands_out_in_its_row() -> None:
+    """A cell not up is in reverse video (a block, with or without colour), the district's
+    name too; a degraded room is marked beside the count, which alone would say 27/27."""
+    from rich.console import Group
+    from rich.style import Style
+
+    frame = render(snapshot(), 120, 40, now=NOW)
+    assert isinstance(frame, Group)
+    rows = {str(t).split("  ")[0].strip(): t for t in frame.renderables if hasattr(t, "spans")}
+
+    def style_at(text: object, char: str) -> Style:
+        assert hasattr(text, "get_style_at_offset")
+        i = str(text).index(char)
+        return text.get_style_at_offset(Console(), i)  # type: ignore[no-any-return]
+
+    dong_anh = rows["Huyện Đông Anh"]
+    assert style_at(dong_anh, "✖").reverse
+    assert style_at(dong_anh, "Huyện").reverse  # the district is marked
+    assert not style_at(rows["Quận Ba Đình"], "Quận").reverse  # all up: not marked
+    assert not style_at(rows["Quận Ba Đình"], "●").reverse
+    assert "27/27◐" in str(rows["Huyện Sóc Sơn"])
