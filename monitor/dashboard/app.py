@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import re
 import time
 from pathlib import Path
 from typing import IO
@@ -69,6 +70,18 @@ async def run_dashboard(
             await follower
 
 
+#: rich's SVG loads its font from a public CDN: a file meant for a report must not
+_REMOTE_FONT = re.compile(r',\s*url\("https?://[^"]*"\)\s*format\("[^"]*"\)')
+
+
+def _offline_svg(svg: str) -> str:
+    """rich's SVG export, made to stand alone: the font only from the machine showing it
+    (else its monospace fallback), and spaces kept as they are by every renderer
+    (``xml:space="preserve"``; librsvg collapses runs of spaces without it)."""
+    svg = _REMOTE_FONT.sub("", svg)
+    return svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
+
+
 async def write_snapshot(
     url: str,
     path: Path,
@@ -115,12 +128,13 @@ async def write_snapshot(
         color_system="truecolor",
     )
     console.print(render(snap, width, height, tz=tz))
+    if kind == ".svg":
+        text = _offline_svg(console.export_svg(title=snap.name))
+    elif kind == ".html":
+        text = console.export_html()
+    else:
+        text = console.export_text()
     try:
-        if kind == ".svg":
-            console.save_svg(str(path), title=snap.name)
-        elif kind == ".html":
-            console.save_html(str(path))
-        else:
-            console.save_text(str(path))
+        await asyncio.to_thread(path.write_text, text, encoding="utf-8")
     except OSError as exc:
         raise ConfmonError(f"cannot write {printable(str(path))}: {exc.strerror or exc}") from None

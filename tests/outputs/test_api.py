@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -252,7 +253,11 @@ async def test_dashboard_snapshot_from_a_running_monitor(api: Api, tmp_path: Pat
         assert proc.returncode == 0, err.decode()
     text = (tmp_path / "frame.txt").read_text(encoding="utf-8")
     assert "Hội nghị thử" in text and "Huyện Ba Vì" in text and "✖ 1 down" in text
-    assert (tmp_path / "frame.svg").read_text(encoding="utf-8").startswith("<svg")
+    svg = (tmp_path / "frame.svg").read_text(encoding="utf-8")
+    assert svg.startswith('<svg xml:space="preserve" ')  # librsvg keeps the columns aligned
+    # a file for a report needs no network: no font (nor anything else) from a CDN
+    assert re.findall(r"url\(\s*[\"']?https?:", svg) == []
+    assert 'src: local("FiraCode-Regular");' in svg
 
 
 async def test_dashboard_snapshot_without_a_server_fails_cleanly(tmp_path: Path) -> None:
