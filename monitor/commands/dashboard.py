@@ -6,13 +6,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.commands.argtypes import http_base_url, number_in, time_zone, whole_number
 from monitor.commands.common import Subparsers
 from monitor.errors import UsageError
 from monitor.text import printable, quoted
 
-__all__ = ["add_parser"]
+if TYPE_CHECKING:
+    from monitor.dashboard.bell import Bell
+
+__all__ = ["add_bell_options", "add_parser", "bell_from"]
 
 
 #: snapshot sizes a terminal can have: below these the frame has no room for its grid
@@ -31,6 +35,31 @@ def _token(text: str | None, where: str) -> str | None:
             f"{where}: a token is printable ASCII without spaces (got {quoted(text, 20)})"
         )
     return text.strip()
+
+
+def add_bell_options(p: argparse.ArgumentParser) -> None:
+    """``--no-bell`` and ``--bell-rooms N``, shared by ``dashboard`` and ``demo``."""
+    from monitor.dashboard.bell import DEFAULT_ROOMS
+
+    p.add_argument(
+        "--no-bell",
+        action="store_true",
+        help="never ring the terminal bell (by default it rings once when a district's "
+        "headquarters goes down or an incident takes more than --bell-rooms rooms down)",
+    )
+    p.add_argument(
+        "--bell-rooms",
+        type=whole_number(1, 100_000),
+        default=DEFAULT_ROOMS,
+        metavar="N",
+        help="rooms an incident must take down to ring the bell (default: %(default)s)",
+    )
+
+
+def bell_from(args: argparse.Namespace) -> Bell | None:
+    from monitor.dashboard.bell import Bell
+
+    return None if args.no_bell else Bell(args.bell_rooms)
 
 
 def _handle(args: argparse.Namespace) -> int:
@@ -56,7 +85,11 @@ def _handle(args: argparse.Namespace) -> int:
         )
         print(f"wrote {printable(args.snapshot)}", file=sys.stderr)
         return 0
-    asyncio.run(run_dashboard(args.url, token=token, refresh_hz=args.refresh, tz=args.tz))
+    asyncio.run(
+        run_dashboard(
+            args.url, token=token, refresh_hz=args.refresh, tz=args.tz, bell=bell_from(args)
+        )
+    )
     return 0
 
 
@@ -69,7 +102,7 @@ def add_parser(sub: Subparsers) -> None:
             "Show the live state of every point: districts as rows of commune cells, the points "
             "that need attention, and the latest events. Reads the monitor's API and event "
             "stream; shows a banner and reconnects by itself when the monitor is unreachable "
-            "(and receives the events it missed meanwhile). Ctrl-C exits."
+            "(and receives the events it missed meanwhile). q or Ctrl-C exits."
         ),
     )
     p.add_argument(
@@ -93,6 +126,7 @@ def add_parser(sub: Subparsers) -> None:
         default="Asia/Ho_Chi_Minh",
         help="time zone of the clock (default: %(default)s)",
     )
+    add_bell_options(p)
     p.add_argument(
         "--snapshot",
         metavar="FILE",

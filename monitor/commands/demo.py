@@ -37,7 +37,9 @@ from monitor.commands.common import (
     parse_lab_base,
     parse_listen,
 )
+from monitor.commands.dashboard import add_bell_options, bell_from
 from monitor.core.service import Monitor
+from monitor.dashboard.bell import Bell
 from monitor.errors import UsageError
 from monitor.inventory import Inventory, load_inventory
 from monitor.lab.addresses import LAB_BASE, lab_inventory
@@ -64,6 +66,7 @@ class DemoOptions:
     seed: int | None = None
     duration: float | None = None  # seconds; None = until Ctrl-C
     lab_base: IPv4Address = LAB_BASE  # first lab address; another block lets two demos coexist
+    bell: Bell | None = None  # the dashboard's bell (None: silent)
 
 
 #: the demo's alert receiver when the inventory has none: never sent to, only printed
@@ -159,7 +162,11 @@ async def run_demo(opts: DemoOptions) -> int:
                 from monitor.dashboard.app import run_dashboard
 
                 await run_dashboard(
-                    url, refresh_hz=opts.refresh_hz, tz=inv.settings.timezone, notes=notices
+                    url,
+                    refresh_hz=opts.refresh_hz,
+                    tz=inv.settings.timezone,
+                    notes=notices,
+                    bell=opts.bell,
                 )
             else:
                 for n in notices:
@@ -232,6 +239,7 @@ def _handle(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration=_duration(args.duration),
         lab_base=parse_lab_base(args.lab_base),
+        bell=bell_from(args),
     )
     if not opts.config.exists():
         raise UsageError(f"{opts.config} not found; run from a confmon checkout or pass -c FILE")
@@ -246,7 +254,7 @@ def add_parser(sub: Subparsers) -> None:
         description=(
             "Start the lab (the 450 Hanoi meeting points simulated on loopback), the monitor, "
             "/metrics and the API on 127.0.0.1:9108, and the live dashboard, in one process. "
-            "--scenario plays a scripted incident from configs/scenarios/. Ctrl-C exits."
+            "--scenario plays a scripted incident from configs/scenarios/. q or Ctrl-C exits."
         ),
         epilog="scenarios: uplink-loss, rising-jitter, flapping, lost-agent, recovery (or a path to a YAML file)",
     )
@@ -267,6 +275,7 @@ def add_parser(sub: Subparsers) -> None:
     )
     p.add_argument("--seed", type=whole_number(), help="seed the lab's random loss and jitter")
     add_lab_base_option(p, "two demos")
+    add_bell_options(p)
     p.add_argument(
         "--duration",
         type=number_in(0, 1e9, low_open=True, unit=" seconds"),

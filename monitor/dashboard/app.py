@@ -13,6 +13,7 @@ from typing import IO
 from rich.console import Console
 from rich.live import Live
 
+from monitor.dashboard.bell import Bell
 from monitor.dashboard.client import follow
 from monitor.dashboard.keys import Keys
 from monitor.dashboard.model import Snapshot
@@ -35,10 +36,12 @@ async def run_dashboard(
     console: Console | None = None,
     notes: list[str] | None = None,
     stdin: IO[str] | None = None,
+    bell: Bell | None = None,
 ) -> None:
     """Show the live dashboard until ``q`` is typed or it is cancelled (Ctrl-C). ``notes``
     are shown under the header; keys are read from ``stdin`` (default: the process's) when
-    it is a terminal."""
+    it is a terminal; ``bell`` (None: silent) rings the terminal bell once when a big
+    incident begins."""
     console = console or Console()
     snap = Snapshot(url=url, notes=list(notes or []))
     follower = asyncio.get_running_loop().create_task(follow(url, snap, token))
@@ -52,6 +55,8 @@ async def run_dashboard(
             while True:
                 size = console.size
                 live.update(render(snap, size.width, size.height, tz=tz), refresh=True)
+                if bell is not None and snap.points and bell.update(snap.incidents()):
+                    console.bell()
                 next_frame += period
                 while (left := next_frame - time.monotonic()) > 0:
                     try:

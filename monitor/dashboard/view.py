@@ -224,7 +224,8 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
         what = "uplink down" if p.state == "down" else p.state
         line.append(f" — {what} {since}", style)
         line.append(f" · {len(i.behind)} unreachable", STYLE["unreachable"])
-        line.append(f" · {p.reason}", "dim")
+        if p.reason:
+            line.append(f" · {p.reason}", "dim")
     else:
         line.append(f" — {p.state} since {since}", style)
         if p.state == "degraded":
@@ -286,6 +287,15 @@ def _bars(districts: list[DistrictView], width: int, rows: int) -> list[Text]:
     name_width = min(14, max(8, col_width // 3))
     bar_width = max(5, col_width - name_width - 9)  # " " + " NNN/NNN"
     order = ("down", "unreachable", "degraded", "unknown", "maintenance", "up")
+    if -(-len(districts) // cols) > rows:
+        # not all fit: the worst districts first (stable: inventory order among equals), so
+        # the ones left out are the healthiest
+        def badness(d: DistrictView) -> tuple[int, int]:
+            every = [d.hq, *d.communes]
+            worst = min((p.state for p in every), key=STATE_ORDER.index)
+            return (STATE_ORDER.index(worst), -sum(p.state != "up" for p in every))
+
+        districts = sorted(districts, key=badness)
     cells: list[Text] = []
     for d in districts:
         every = [d.hq, *d.communes]
@@ -306,18 +316,28 @@ def _bars(districts: list[DistrictView], width: int, rows: int) -> list[Text]:
         line.append(f" {up:>3}/{len(every):<3}", "bold red" if up < len(every) else "")
         cells.append(_fit(line, col_width))
     per_col = -(-len(cells) // cols)
+    fits = per_col <= rows
+    if not fits:  # the first (worst) ones in every column but the last line, then a note
+        per_col = max(0, rows - 1)
+    shown = cells[: per_col * cols]
     lines = []
-    for r in range(min(per_col, rows)):
+    for r in range(per_col):
         line = Text()
         for c in range(cols):
             i = c * per_col + r
-            if i < len(cells):
-                line.append_text(cells[i])
+            if i < len(shown):
+                line.append_text(shown[i])
                 line.append(" ")
         lines.append(line)
-    if per_col > rows:
-        lines[-1] = Text(
-            f"… {len(cells) - (rows - 1) * cols} more districts (enlarge the terminal)", "dim"
+    if not fits:
+        hidden = districts[len(shown) :]
+        healthy = all(p.state == "up" for d in hidden for p in (d.hq, *d.communes))
+        lines.append(
+            Text(
+                f"… {len(hidden)} more districts{', all up' if healthy else ''}"
+                " (enlarge the terminal)",
+                "dim",
+            )
         )
     return lines
 

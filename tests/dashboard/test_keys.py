@@ -1,61 +1,113 @@
-"""Keys at the live dashboard, on a real pseudo-terminal: `q` quits, nothing typed is echoed,
-the terminal's settings come back."""
+"""The live dashboard on a real pseudo-terminal: `q` quits, nothing typed is echoed, the
+terminal's settings come back, and the bell rings once for a cut district."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pty
 import termios
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console
 
 from monitor.dashboard.app import run_dashboard
+from monitor.dashboard.bell import Bell
 from monitor.dashboard.keys import Keys
 from tests.helpers import free_port
+from tests.outputs.fixtures import serving
+from tests.outputs.test_api import feed_district_down
 
 
-async def test_q_quits_and_typed_keys_are_not_echoed() -> None:
+@dataclass
+class Terminal:
+    """A pseudo-terminal: the dashboard's side (``slave``) and what it shows (``seen``)."""
+
+    master: int
+    slave: int
+    seen: bytearray = field(default_factory=bytearray)
+    #: the terminal's settings before the dashboard started and after it ended
+    before: list[object] = field(default_factory=list)
+    after: list[object] = field(default_factory=list)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def echo_on(self) -> bool:
+        return bool(termios.tcgetattr(self.slave)[3] & termios.ECHO)
+
+    async def until(self, text: bytes, within: float = 20) -> None:
+        async with asyncio.timeout(within):
+            while text not in self.seen:  # noqa: ASYNC110 - filled by the pty's reader
+                await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def dashboard_on_a_pty(url: str, bell: Bell | None = None) -> AsyncIterator[Terminal]:
+    """``run_dashboard`` attached to ``url``, on a pty, until the block ends (then it must
+    have ended by itself, by a key)."""
     master, slave = pty.openpty()
+    term = Terminal(master, slave)
     stdin = os.fdopen(slave, "r", closefd=False)
     out = os.fdopen(os.dup(slave), "w", encoding="utf-8")
-    seen = bytearray()
     loop = asyncio.get_running_loop()
 
-    def drain() -> None:  # what the terminal would show: frames, and any echo
+    def drain() -> None:  # what the terminal shows: frames, bells, and any echo
         try:
-            seen.extend(os.read(master, 65536))
+            term.seen.extend(os.read(master, 65536))
         except OSError:
             loop.remove_reader(master)
 
     loop.add_reader(master, drain)
-    before = termios.tcgetattr(slave)
-    assert before[3] & termios.ECHO
+    term.before = termios.tcgetattr(slave)
     console = Console(file=out, force_terminal=True, width=100, height=30, color_system=None)
-    # nothing listens on the port: the dashboard shows its no-data banner and keeps trying
-    url = f"http://127.0.0.1:{free_port()}"
-    task = loop.create_task(run_dashboard(url, console=console, stdin=stdin))
+    task = loop.create_task(run_dashboard(url, console=console, stdin=stdin, bell=bell))
     try:
-        async with asyncio.timeout(20):
-            while termios.tcgetattr(slave)[3] & termios.ECHO:  # noqa: ASYNC110 - a tty's mode
-                await asyncio.sleep(0.05)
-            while b"NO DATA FROM THE SERVER" not in seen:  # noqa: ASYNC110 - filled by drain()
-                await asyncio.sleep(0.05)
-        os.write(master, b"hello")
-        await asyncio.sleep(1.0)  # two frames
-        assert not task.done()
-        assert b"hello" not in seen, "typed keys were echoed over the frame"
-        os.write(master, b"q")
+        yield term
         async with asyncio.timeout(10):
             await task
-        assert termios.tcgetattr(slave) == before  # echo and line mode are back
+        term.after = termios.tcgetattr(slave)
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
         loop.remove_reader(master)
         out.close()
         stdin.close()
         os.close(master)
         os.close(slave)
+
+
+async def test_q_quits_and_typed_keys_are_not_echoed() -> None:
+    # nothing listens on the port: the dashboard shows its no-data banner and keeps trying
+    async with dashboard_on_a_pty(f"http://127.0.0.1:{free_port()}") as term:
+        assert int(term.before[3]) & termios.ECHO  # type: ignore[call-overload]
+        await term.until(b"NO DATA FROM THE SERVER")
+        assert not term.echo_on()
+        term.type(b"hello")
+        await asyncio.sleep(1.0)  # two frames
+        assert b"hello" not in term.seen, "typed keys were echoed over the frame"
+        term.type(b"q")
+    assert term.after == term.before  # echo and line mode are back
+
+
+async def test_the_bell_rings_once_for_a_cut_district(tmp_path: Path) -> None:
+    """A district headquarters down: one BEL, not one per frame; none with the bell off."""
+    async with serving(tmp_path) as (monitor, base):
+        feed_district_down(monitor)
+        async with dashboard_on_a_pty(base, Bell()) as term:
+            await term.until(b"Needs attention")
+            await asyncio.sleep(1.5)  # three more frames
+            term.type(b"q")
+        assert term.seen.count(b"\x07") == 1
+        async with dashboard_on_a_pty(base, None) as quiet:
+            await quiet.until(b"Needs attention")
+            await asyncio.sleep(1.0)
+            quiet.type(b"q")
+        assert b"\x07" not in quiet.seen
 
 
 async def test_no_terminal_no_keys_and_nothing_changed() -> None:

@@ -280,3 +280,18 @@ def test_a_bad_room_stands_out_in_its_row() -> None:
     assert not style_at(rows["Quận Ba Đình"], "Quận").reverse  # all up: not marked
     assert not style_at(rows["Quận Ba Đình"], "●").reverse
     assert "27/27◐" in str(rows["Huyện Sóc Sơn"])
+
+
+def test_when_not_every_district_fits_the_worst_are_shown() -> None:
+    """With notes under the header (as in the demo) at 80×24 not all 30 bars fit: the
+    districts left out are healthy ones, and the note says so; a down district is never
+    among them, wherever it is in the inventory."""
+    s = snapshot()
+    s.notes = ["demo: scenario uplink-loss", "demo: lab on 127.20.0.1", "demo: alerts printed"]
+    s.points["thanh-tri"].state = "down"  # a district in the middle of the list
+    text = screen(s, 80, 24)
+    assert "more districts, all up (enlarge the terminal)" in text
+    for name in ("Ba Vì", "Thanh Trì", "Đông Anh", "Sóc Sơn"):  # down, down, a room down, degraded
+        assert any(name in line and "/" in line for line in text.splitlines()), name
+    lines = text.rstrip("\n").split("\n")
+    assert len(lines) <= 24
