@@ -17,14 +17,12 @@ from monitor.dashboard.bell import Bell
 from monitor.dashboard.client import follow
 from monitor.dashboard.keys import Keys
 from monitor.dashboard.model import Snapshot
+from monitor.dashboard.ui import Ui
 from monitor.dashboard.view import render
 from monitor.errors import ConfmonError, UsageError
 from monitor.text import printable
 
-__all__ = ["QUIT", "run_dashboard", "write_snapshot"]
-
-#: keys that end the dashboard (Ctrl-C as well, as a signal)
-QUIT = frozenset({"q", "Q"})
+__all__ = ["run_dashboard", "write_snapshot"]
 
 
 async def run_dashboard(
@@ -46,6 +44,7 @@ async def run_dashboard(
     snap = Snapshot(url=url, notes=list(notes or []))
     follower = asyncio.get_running_loop().create_task(follow(url, snap, token))
     period = 1.0 / refresh_hz
+    ui = Ui()
     try:
         with (
             Keys(stdin) as keys,
@@ -54,7 +53,7 @@ async def run_dashboard(
             next_frame = time.monotonic()
             while True:
                 size = console.size
-                live.update(render(snap, size.width, size.height, tz=tz), refresh=True)
+                live.update(render(snap, size.width, size.height, tz=tz, ui=ui), refresh=True)
                 if bell is not None and snap.points and bell.update(snap.incidents()):
                     console.bell()
                 next_frame += period
@@ -64,8 +63,10 @@ async def run_dashboard(
                             key = await keys.next()
                     except TimeoutError:
                         break
-                    if key in QUIT:
+                    if ui.key(key, snap):
                         return
+                    next_frame = time.monotonic()  # show what the key did at once
+                    break
                 next_frame = max(next_frame, time.monotonic() - period)  # no burst after a stall
                 if follower.done():
                     follower.result()

@@ -17,10 +17,51 @@ import termios
 import tty
 from typing import IO, Any
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "parse"]
 
 #: what one read takes from the terminal at most (a paste arrives as several reads)
 _CHUNK = 256
+#: escape sequences of the keys the dashboard knows (xterm and VT100 forms)
+_SEQUENCES = {
+    "\x1b[A": "up",
+    "\x1b[B": "down",
+    "\x1b[C": "right",
+    "\x1b[D": "left",
+    "\x1bOA": "up",
+    "\x1bOB": "down",
+    "\x1b[5~": "pageup",
+    "\x1b[6~": "pagedown",
+}
+_NAMED = {"\r": "enter", "\n": "enter", "\x7f": "backspace", "\b": "backspace", "\t": "tab"}
+
+
+def parse(text: str) -> list[str]:
+    """What one read from the terminal holds, as keys: a character, or a name (``enter``,
+    ``esc``, ``backspace``, ``up``, ``down``, ...). An escape sequence the dashboard does not
+    know is dropped whole; ESC alone (nothing after it in the same read) is ``esc``."""
+    keys: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\x1b":
+            for seq, name in _SEQUENCES.items():
+                if text.startswith(seq, i):
+                    keys.append(name)
+                    i += len(seq)
+                    break
+            else:
+                if i + 1 < len(text) and text[i + 1] in "[O":  # unknown sequence: skip it
+                    j = i + 2
+                    while j < len(text) and not (text[j].isalpha() or text[j] == "~"):
+                        j += 1
+                    i = j + 1
+                else:
+                    keys.append("esc")
+                    i += 1
+            continue
+        keys.append(_NAMED.get(ch, ch))
+        i += 1
+    return keys
 
 
 class Keys:
@@ -72,7 +113,7 @@ class Keys:
             assert self._loop is not None
             self._loop.remove_reader(self._fd)
             return
-        for key in data.decode("utf-8", errors="replace"):
+        for key in parse(data.decode("utf-8", errors="replace")):
             self._queue.put_nowait(key)
 
     async def next(self) -> str:

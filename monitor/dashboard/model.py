@@ -128,6 +128,7 @@ class PointView:
     mos: float | None = None
     #: the point where the trouble of this state is (itself, or the uplink it is behind)
     cause: str = ""
+    host: str = ""
 
     @classmethod
     def from_api(cls, value: object) -> PointView:
@@ -150,6 +151,7 @@ class PointView:
             loss=m["loss"],
             mos=m["mos"],
             cause=_text(p.get("cause"), f"point {pid}: cause", default=pid) or pid,
+            host=_text(p.get("host"), f"point {pid}: host", default=""),
         )
 
 
@@ -201,6 +203,9 @@ class EventGroup:
         return 1 + sum(self.followers.values())
 
 
+#: reads of the points kept per point for the sparklines (one every few seconds)
+HISTORY = 120
+
 #: changes of one cause this close to the group's first are shown with it (seconds): a cut
 #: district's rooms are judged over a cycle or two after their headquarters
 GROUP_WINDOW = 60.0
@@ -227,6 +232,11 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)  # shown under the header (e.g. by the demo)
     #: id of the newest event applied; a reconnect asks the stream for what came after it
     last_event_id: int | None = None
+    #: per point, its figures at each read of the points (time, rtt, loss): the detail
+    #: view's sparklines (:data:`HISTORY` reads, a few minutes)
+    history: dict[str, deque[tuple[float, float | None, float | None]]] = field(
+        default_factory=dict
+    )
 
     # --- updates --------------------------------------------------------------------------
 
@@ -273,6 +283,14 @@ class Snapshot:
         """The ``points`` list of ``/api/v1/points``; :class:`BadAnswer` if malformed."""
         views = [PointView.from_api(p) for p in _list(points, "the points")]
         self.points = {p.id: p for p in views}
+        now = time.time()
+        for p in views:
+            h = self.history.get(p.id)
+            if h is None:
+                h = self.history[p.id] = deque(maxlen=HISTORY)
+            h.append((now, p.rtt, p.loss))
+        for gone in self.history.keys() - self.points.keys():
+            del self.history[gone]
         self.touch()
 
     def apply_events(self, events: object) -> None:

@@ -19,6 +19,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from monitor.dashboard.model import STATE_ORDER, DistrictView, Incident, PointView, Snapshot
+from monitor.dashboard.ui import Ui
 from monitor.text import printable
 
 __all__ = ["LEGEND", "STYLE", "SYMBOL", "render"]
@@ -342,10 +343,128 @@ def _bars(districts: list[DistrictView], width: int, rows: int) -> list[Text]:
     return lines
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None], width: int) -> str:
+    """The last ``width`` values as bars from ▁ to █ (the largest is █; a missing one, a
+    point that did not answer, is ✕)."""
+    values = values[-width:]
+    top = max((v for v in values if v is not None), default=0.0)
+    out = []
+    for v in values:
+        if v is None:
+            out.append("✕")
+        elif top <= 0:
+            out.append(SPARKS[0])
+        else:
+            out.append(SPARKS[min(len(SPARKS) - 1, int(v / top * (len(SPARKS) - 1) + 0.5))])
+    return "".join(out)
+
+
+def _search_screen(s: Snapshot, ui: Ui, width: int, rows: int, tz: zoneinfo.ZoneInfo) -> list[Text]:
+    found = ui.matches(s)
+    prompt = Text(" Search: ", "bold")
+    prompt.append(ui.query + "▏")
+    prompt.append("   (diacritics optional: ba vi finds Ba Vì)", "dim")
+    lines = [_fit(prompt, width), Text()]
+    if ui.query and not found:
+        lines.append(Text(" no point matches", "dim"))
+    shown = found[: max(0, rows - 4)]
+    for n, p in enumerate(shown):
+        sym, style = _cell(p.state)
+        line = Text(f" {sym} ", style)
+        line.append(p.name + _where(s, p), style)
+        line.append(f"  {p.state} since {_clock(p.since, tz)}  ", "")
+        line.append(p.reason, "dim")
+        line = _fit(line, width)
+        if n == min(ui.cursor, len(found) - 1):
+            line.stylize("reverse")
+        lines.append(line)
+    if len(found) > len(shown):
+        lines.append(Text(f"   … {len(found) - len(shown)} more: type more of the name", "dim"))
+    lines.append(Text(" ↑↓ choose · Enter details · Esc back", "dim"))
+    return lines
+
+
+def _detail_screen(
+    s: Snapshot, ui: Ui, width: int, rows: int, now: float, tz: zoneinfo.ZoneInfo
+) -> list[Text]:
+    p = s.points.get(ui.point or "")
+    if p is None:
+        return [Text(" this point is no longer in the inventory · Esc back", "yellow")]
+    sym, style = _cell(p.state)
+    title = Text(f" {sym} ", style)
+    title.append(p.name, f"bold {style}")
+    hq = s.points.get(p.district)
+    where = [p.id, p.level, hq.name if hq and hq is not p else "", p.host]
+    title.append("   " + " · ".join(w for w in where if w), "dim")
+    lines = [_fit(title, width), Text()]
+
+    def row(label: str, value: str, value_style: str = "") -> None:
+        line = Text(f" {label:<9}", "bold")
+        line.append(value, value_style)
+        lines.append(_fit(line, width))
+
+    row("state", f"{p.state} since {_clock(p.since, tz)} ({_ago(now - p.since)} ago)", style)
+    row("reason", p.reason or "-")
+    if p.cause and p.cause != p.id:
+        cause = s.points.get(p.cause)
+        row("cause", f"behind {cause.name} ({p.cause})" if cause else p.cause, "magenta")
+    behind = [
+        q for q in s.points.values() if q.cause == p.id and q is not p and q.state == "unreachable"
+    ]
+    if behind:
+        row("behind", f"{_rooms(len(behind))} unreachable behind it", STYLE["unreachable"])
+    figures = [
+        f"rtt {_ms(p.rtt)} ms",
+        f"jitter {_ms(p.jitter)} ms",
+        "loss -" if p.loss is None else f"loss {p.loss:.1%}",
+        "MOS -" if p.mos is None else f"MOS {p.mos:.2f}",
+    ]
+    if p.state in ("down", "unreachable", "unknown"):
+        row("figures", "none now: it does not answer (its last ones are below)", "dim")
+    else:
+        row("figures", " · ".join(figures))
+    history = list(s.history.get(p.id, ()))
+    span = max(10, width - 24)
+    if history:
+        minutes = (history[-1][0] - history[0][0]) / 60
+        rtts = [h[1] for h in history]
+        losses = [h[2] for h in history]
+        top_rtt = max((v for v in rtts if v is not None), default=None)
+        top_loss = max((v for v in losses if v is not None), default=None)
+        row("RTT", f"{sparkline(rtts, span)}  max {_ms(top_rtt)} ms")
+        row("loss", sparkline(losses, span) + ("" if top_loss is None else f"  max {top_loss:.0%}"))
+        lines.append(
+            Text(f"           the last {minutes:.0f} min, a bar per read of the points", "dim")
+        )
+    lines.append(Text())
+    lines.append(Text(" Recent changes", "bold"))
+    mine = [e for e in s.events if e["point"] == p.id][::-1][: max(0, rows - len(lines) - 2)]
+    for e in mine:
+        line = Text(f" {_clock(float(e['at']), tz)} ")
+        line.append(f"{SYMBOL.get(e['from'], '?')}", STYLE.get(e["from"], ""))
+        line.append("→")
+        line.append(f"{SYMBOL.get(e['to'], '?')} {e['to']}  ", STYLE.get(e["to"], ""))
+        line.append(str(e.get("reason") or ""), "dim")
+        lines.append(_fit(line, width))
+    if not mine:
+        lines.append(Text(" none since the dashboard started", "dim"))
+    lines.append(Text(" Esc back · q quit", "dim"))
+    return lines
+
+
 def render(
-    s: Snapshot, width: int, height: int, now: float | None = None, tz: str = "Asia/Ho_Chi_Minh"
+    s: Snapshot,
+    width: int,
+    height: int,
+    now: float | None = None,
+    tz: str = "Asia/Ho_Chi_Minh",
+    ui: Ui | None = None,
 ) -> RenderableType:
-    """One frame for a ``width``×``height`` terminal.
+    """One frame for a ``width``×``height`` terminal: the city, or (``ui``) a search or a
+    point's detail.
 
     Built from plain lines of text (no rich tables): layout by hand is several
     times cheaper, which keeps a 450-point frame well inside its 20 ms budget.
@@ -353,6 +472,14 @@ def render(
     now = time.time() if now is None else now
     zone = zoneinfo.ZoneInfo(tz)
     header = _header(s, width, now, zone)
+    if ui is not None and ui.mode != "main":
+        rows = height - len(header)
+        body = (
+            _search_screen(s, ui, width, rows, zone)
+            if ui.mode == "search"
+            else _detail_screen(s, ui, width, rows, now, zone)
+        )
+        return Group(*header, *body[:rows])
     if height < 30:
         header = [h for i, h in enumerate(header) if i != 2]  # drop the info line on small screens
     body_rows = height - len(header) - 1
@@ -375,7 +502,9 @@ def render(
             if i < len(right):
                 line.append_text(right[i])
             lines.append(_fit(line, width))
-        lines.append(Text("  ".join(f"{SYMBOL[st]} {st}" for st in LEGEND), "dim"))
+        legend = Text("  ".join(f"{SYMBOL[st]} {st}" for st in LEGEND), "dim")
+        legend.append("   ·   / search · Enter worst incident · q quit", "dim")
+        lines.append(_fit(legend, width))
         return Group(*lines)
     bar_rows = min(15, max(1, body_rows - 5))
     bars = _bars(districts, width, bar_rows)

@@ -123,3 +123,24 @@ async def test_no_terminal_no_keys_and_nothing_changed() -> None:
         except TimeoutError:
             pass
     os.close(write)
+
+
+async def test_search_and_detail_from_the_keyboard(tmp_path: Path) -> None:
+    """On a live monitor: `/` and a name without diacritics, Enter opens its detail; Esc
+    twice is back on the city; q quits."""
+    async with serving(tmp_path) as (monitor, base):
+        feed_district_down(monitor)
+        async with dashboard_on_a_pty(base) as term:
+            await term.until(b"Needs attention")
+            term.type(b"/ba vi")
+            await term.until(b"Search: ba vi")
+            term.seen.clear()
+            term.type(b"\r")
+            await term.until(b"reason")
+            await term.until(b"2 rooms unreachable behind it")
+            term.type(b"\x1b")
+            await asyncio.sleep(0.3)
+            term.type(b"\x1b")
+            term.seen.clear()
+            await term.until(b"Needs attention")
+            term.type(b"q")

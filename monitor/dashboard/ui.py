@@ -1,0 +1,90 @@
+"""What the operator is doing on the dashboard: looking at the city, searching a point, or
+reading one point's detail. Pure state, changed by keys (:mod:`monitor.dashboard.keys`).
+
+Keys: ``/`` searches a point by name (diacritics optional: "ba vi" finds "Ba Vì", "dong
+anh" finds "Đông Anh"); ``↑``/``↓`` choose; Enter opens the point's detail (from the main
+screen: the worst incident's); Esc goes back; ``q`` quits (in the search, Esc first: ``q``
+is a letter there). Ctrl-C always quits.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from monitor.dashboard.model import STATE_ORDER, PointView, Snapshot
+
+__all__ = ["Ui", "fold", "search"]
+
+
+def fold(text: str) -> str:
+    """``text`` for matching: lower case, without diacritics (đ as d)."""
+    t = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
+    return "".join(c for c in t if not unicodedata.combining(c))
+
+
+def search(snap: Snapshot, query: str) -> list[PointView]:
+    """Points whose name, district or id hold every word of ``query`` (folded), those whose
+    name starts with it first, then the worst first."""
+    words = fold(query).split()
+    if not words:
+        return []
+    found: list[tuple[tuple[int, int, str], PointView]] = []
+    for p in snap.points.values():
+        hq = snap.points.get(p.district)
+        name = fold(p.name)
+        haystack = f"{name} {fold(hq.name) if hq else ''} {p.id}"
+        if all(w in haystack for w in words):
+            prefix = 0 if name.startswith(words[0]) or f" {words[0]}" in name else 1
+            found.append(((prefix, STATE_ORDER.index(p.state), name), p))
+    return [p for _, p in sorted(found, key=lambda kv: kv[0])]
+
+
+@dataclass
+class Ui:
+    mode: str = "main"  # main, search, detail
+    query: str = ""
+    cursor: int = 0
+    point: str | None = None  # the point whose detail is open
+    back: str = "main"  # where Esc leads from the detail
+
+    def key(self, key: str, snap: Snapshot) -> bool:
+        """Apply one key; True when the dashboard should quit."""
+        if self.mode == "search":
+            return self._search_key(key, snap)
+        if self.mode == "detail":
+            if key in ("esc", "backspace", "left"):
+                self.mode, self.point = self.back, None
+            return key in ("q", "Q")
+        if key in ("q", "Q"):
+            return True
+        if key == "/":
+            self.mode, self.query, self.cursor = "search", "", 0
+        elif key == "enter":
+            worst = next((i.head for i in snap.incidents() if i.head is not None), None)
+            if worst is not None:
+                self.open(worst.id, back="main")
+        return False
+
+    def open(self, point: str, back: str) -> None:
+        self.mode, self.point, self.back = "detail", point, back
+
+    def matches(self, snap: Snapshot) -> list[PointView]:
+        return search(snap, self.query)
+
+    def _search_key(self, key: str, snap: Snapshot) -> bool:
+        found = self.matches(snap)
+        if key == "esc":
+            self.mode = "main"
+        elif key == "enter":
+            if found:
+                self.open(found[min(self.cursor, len(found) - 1)].id, back="search")
+        elif key == "backspace":
+            self.query, self.cursor = self.query[:-1], 0
+        elif key == "up":
+            self.cursor = max(0, self.cursor - 1)
+        elif key == "down":
+            self.cursor = min(max(0, len(found) - 1), self.cursor + 1)
+        elif len(key) == 1 and key.isprintable() and len(self.query) < 60:
+            self.query, self.cursor = self.query + key, 0
+        return False
