@@ -2,9 +2,10 @@
 reading one point's detail. Pure state, changed by keys (:mod:`monitor.dashboard.keys`).
 
 Keys: ``/`` searches a point by name (diacritics optional: "ba vi" finds "Ba Vì", "dong
-anh" finds "Đông Anh"); ``↑``/``↓`` choose; Enter opens the point's detail (from the main
-screen: the worst incident's); Esc goes back; ``q`` quits (in the search, Esc first: ``q``
-is a letter there). Ctrl-C always quits.
+anh" finds "Đông Anh"); ``d`` picks a district the same way and lists its rooms, worst
+first; ``↑``/``↓`` choose; Enter opens the point's detail (from the main screen: the worst
+incident's); Esc goes back; ``q`` quits (in a search, Esc first: ``q`` is a letter there).
+Ctrl-C always quits.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from monitor.dashboard.model import STATE_ORDER, PointView, Snapshot
 
-__all__ = ["Ui", "fold", "search"]
+__all__ = ["Ui", "district_rooms", "fold", "search"]
 
 
 def fold(text: str) -> str:
@@ -40,11 +41,20 @@ def search(snap: Snapshot, query: str) -> list[PointView]:
     return [p for _, p in sorted(found, key=lambda kv: kv[0])]
 
 
+def district_rooms(snap: Snapshot, district: str) -> list[PointView]:
+    """The points of ``district``, worst first (inventory order among equals)."""
+    rooms = [p for p in snap.points.values() if p.district == district]
+    return sorted(rooms, key=lambda p: STATE_ORDER.index(p.state))
+
+
 @dataclass
 class Ui:
-    mode: str = "main"  # main, search, detail
+    mode: str = "main"  # main, search, district (its rooms), detail
     query: str = ""
     cursor: int = 0
+    #: what the search looks for: ``point`` (any point) or ``district`` (headquarters)
+    kind: str = "point"
+    district: str | None = None  # the district whose rooms are listed
     point: str | None = None  # the point whose detail is open
     back: str = "main"  # where Esc leads from the detail
 
@@ -56,10 +66,13 @@ class Ui:
             if key in ("esc", "backspace", "left"):
                 self.mode, self.point = self.back, None
             return key in ("q", "Q")
+        if self.mode == "district":
+            return self._district_key(key, snap)
         if key in ("q", "Q"):
             return True
-        if key == "/":
+        if key in ("/", "d"):
             self.mode, self.query, self.cursor = "search", "", 0
+            self.kind = "district" if key == "d" else "point"
         elif key == "enter":
             worst = next((i.head for i in snap.incidents() if i.head is not None), None)
             if worst is not None:
@@ -70,14 +83,35 @@ class Ui:
         self.mode, self.point, self.back = "detail", point, back
 
     def matches(self, snap: Snapshot) -> list[PointView]:
+        if self.kind == "district":
+            hqs = [p for p in snap.points.values() if p.parent is None]
+            if not self.query.strip():
+                return hqs
+            found = {p.id for p in search(snap, self.query)}
+            return [p for p in hqs if p.id in found]
         return search(snap, self.query)
+
+    def _district_key(self, key: str, snap: Snapshot) -> bool:
+        rooms = district_rooms(snap, self.district or "")
+        if key in ("esc", "backspace", "left"):
+            self.mode, self.district = "main", None
+        elif key == "up":
+            self.cursor = max(0, self.cursor - 1)
+        elif key == "down":
+            self.cursor = min(max(0, len(rooms) - 1), self.cursor + 1)
+        elif key == "enter" and rooms:
+            self.open(rooms[min(self.cursor, len(rooms) - 1)].id, back="district")
+        return key in ("q", "Q")
 
     def _search_key(self, key: str, snap: Snapshot) -> bool:
         found = self.matches(snap)
         if key == "esc":
             self.mode = "main"
         elif key == "enter":
-            if found:
+            if found and self.kind == "district":
+                chosen = found[min(self.cursor, len(found) - 1)]
+                self.mode, self.district, self.cursor = "district", chosen.district, 0
+            elif found:
                 self.open(found[min(self.cursor, len(found) - 1)].id, back="search")
         elif key == "backspace":
             self.query, self.cursor = self.query[:-1], 0

@@ -19,7 +19,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from monitor.dashboard.model import STATE_ORDER, DistrictView, Incident, PointView, Snapshot
-from monitor.dashboard.ui import Ui
+from monitor.dashboard.ui import Ui, district_rooms
 from monitor.text import printable
 
 __all__ = ["LEGEND", "STYLE", "SYMBOL", "render"]
@@ -363,13 +363,21 @@ def sparkline(values: list[float | None], width: int) -> str:
 
 
 def _search_screen(s: Snapshot, ui: Ui, width: int, rows: int, tz: zoneinfo.ZoneInfo) -> list[Text]:
-    found = ui.matches(s)
-    prompt = Text(" Search: ", "bold")
-    prompt.append(ui.query + "▏")
-    prompt.append("   (diacritics optional: ba vi finds Ba Vì)", "dim")
+    if ui.mode == "district":
+        found = district_rooms(s, ui.district or "")
+        hq = s.points.get(ui.district or "")
+        prompt = Text(f" {hq.name if hq else ui.district}", "bold")
+        prompt.append(f"   {_rooms(len(found))}, worst first", "dim")
+        enter = "Enter details"
+    else:
+        found = ui.matches(s)
+        prompt = Text(" District: " if ui.kind == "district" else " Search: ", "bold")
+        prompt.append(ui.query + "▏")
+        prompt.append("   (diacritics optional: ba vi finds Ba Vì)", "dim")
+        enter = "Enter its rooms" if ui.kind == "district" else "Enter details"
     lines = [_fit(prompt, width), Text()]
     if ui.query and not found:
-        lines.append(Text(" no point matches", "dim"))
+        lines.append(Text(" nothing matches", "dim"))
     shown = found[: max(0, rows - 4)]
     for n, p in enumerate(shown):
         sym, style = _cell(p.state)
@@ -383,7 +391,7 @@ def _search_screen(s: Snapshot, ui: Ui, width: int, rows: int, tz: zoneinfo.Zone
         lines.append(line)
     if len(found) > len(shown):
         lines.append(Text(f"   … {len(found) - len(shown)} more: type more of the name", "dim"))
-    lines.append(Text(" ↑↓ choose · Enter details · Esc back", "dim"))
+    lines.append(Text(f" ↑↓ choose · {enter} · Esc back", "dim"))
     return lines
 
 
@@ -475,9 +483,9 @@ def render(
     if ui is not None and ui.mode != "main":
         rows = height - len(header)
         body = (
-            _search_screen(s, ui, width, rows, zone)
-            if ui.mode == "search"
-            else _detail_screen(s, ui, width, rows, now, zone)
+            _detail_screen(s, ui, width, rows, now, zone)
+            if ui.mode == "detail"
+            else _search_screen(s, ui, width, rows, zone)
         )
         return Group(*header, *body[:rows])
     if height < 30:
@@ -503,7 +511,7 @@ def render(
                 line.append_text(right[i])
             lines.append(_fit(line, width))
         legend = Text("  ".join(f"{SYMBOL[st]} {st}" for st in LEGEND), "dim")
-        legend.append("   ·   / search · Enter worst incident · q quit", "dim")
+        legend.append("   ·   / search · d district · Enter worst · q quit", "dim")
         lines.append(_fit(legend, width))
         return Group(*lines)
     bar_rows = min(15, max(1, body_rows - 5))

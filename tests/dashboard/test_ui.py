@@ -89,3 +89,29 @@ def test_the_detail_draws_rtt_and_loss_over_the_last_minutes() -> None:
 def test_sparkline_marks_missing_answers() -> None:
     assert sparkline([0.0, 0.5, 1.0, None], 10) == "▁▅█✕"
     assert sparkline([1.0] * 50, 20) == "█" * 20  # the last ones that fit
+
+
+def test_d_picks_a_district_and_lists_its_rooms_worst_first() -> None:
+    ui = Ui()
+    ui.key("d", SNAP)
+    assert len(ui.matches(SNAP)) == 30  # every district before anything is typed
+    for key in "dong anh":
+        ui.key(key, SNAP)
+    assert [p.id for p in ui.matches(SNAP)] == ["dong-anh"]
+    ui.key("enter", SNAP)
+    assert (ui.mode, ui.district) == ("district", "dong-anh")
+    text = frame(ui, height=40)
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if "Xã Xuân Nộn" in line)
+    assert all("✖" not in line for line in lines[first + 1 :])  # the room down comes first
+    assert "Huyện Đông Anh   25 rooms, worst first" in text
+    ui.key("enter", SNAP)
+    assert (ui.mode, ui.point) == ("detail", "dong-anh.xuan-non")
+    ui.key("esc", SNAP)
+    assert ui.mode == "district"
+    ui.key("down", SNAP)
+    ui.key("enter", SNAP)
+    assert ui.point != "dong-anh.xuan-non"  # the next one
+    ui.key("esc", SNAP)
+    ui.key("esc", SNAP)
+    assert ui.mode == "main"
