@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 
 from monitor.dashboard.bell import Bell
-from monitor.dashboard.client import follow
+from monitor.dashboard.client import follow, watch_detail
 from monitor.dashboard.keys import Keys
 from monitor.dashboard.model import Snapshot
 from monitor.dashboard.ui import Ui
@@ -45,6 +45,10 @@ async def run_dashboard(
     follower = asyncio.get_running_loop().create_task(follow(url, snap, token))
     period = 1.0 / refresh_hz
     ui = Ui()
+    wake = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(
+        watch_detail(url, snap, token, lambda: ui.point if ui.mode == "detail" else None, wake)
+    )
     try:
         with (
             Keys(stdin) as keys,
@@ -65,15 +69,18 @@ async def run_dashboard(
                         break
                     if ui.key(key, snap):
                         return
+                    if ui.mode == "detail":
+                        wake.set()  # its probes, now
                     next_frame = time.monotonic()  # show what the key did at once
                     break
                 next_frame = max(next_frame, time.monotonic() - period)  # no burst after a stall
                 if follower.done():
                     follower.result()
     finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        for task in (watcher, follower):  # the follower last: its failure is what to report
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 #: rich's SVG loads its font from a public CDN: a file meant for a report must not

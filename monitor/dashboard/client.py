@@ -21,8 +21,11 @@ JSON of the wrong shape is one line, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -30,7 +33,7 @@ from monitor.dashboard.model import BadAnswer, Snapshot
 from monitor.errors import ConfmonError
 from monitor.text import printable
 
-__all__ = ["MAX_ANSWER", "TokenRefused", "Unreachable", "follow"]
+__all__ = ["MAX_ANSWER", "TokenRefused", "Unreachable", "follow", "watch_detail"]
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
@@ -190,6 +193,34 @@ async def follow(
                         refresher.exception()  # retrieved: the stream's failure says it
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+
+async def watch_detail(
+    base: str,
+    snap: Snapshot,
+    token: str | None,
+    wanted: Callable[[], str | None],
+    wake: asyncio.Event,
+    every: float = 2.0,
+) -> None:
+    """While ``wanted()`` names a point, read its detail (each probe's latest result) every
+    ``every`` seconds, and at once when ``wake`` is set; until cancelled. A failed read keeps
+    what was shown (the main stream says when the monitor is gone)."""
+    base = base.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(headers=headers, trust_env=False) as session:
+        while True:
+            pid = wanted()
+            if pid is not None:
+                try:
+                    detail = await _get(session, f"{base}/api/v1/points/{quote(pid, safe='')}")
+                    snap.apply_point_detail(detail)
+                except _FAILURES:
+                    pass
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await wake.wait()
 
 
 def _refusal(status: int, token: str | None) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "EventGroup",
     "Incident",
     "PointView",
+    "ProbeView",
     "Snapshot",
 ]
 
@@ -156,6 +157,49 @@ class PointView:
 
 
 @dataclass
+class ProbeView:
+    """A point's latest result of one probe, for its detail: figures and phases."""
+
+    probe: str
+    ok: bool
+    at: float
+    rtt: float | None
+    jitter: float | None
+    loss: float | None
+    mos: float | None
+    error: str
+    warning: str
+    #: (name, ok, seconds) of each phase (resolve, send, answer, ...)
+    phases: list[tuple[str, bool, float | None]]
+
+    @classmethod
+    def from_api(cls, value: object, what: str) -> ProbeView:
+        r = _object(value, what)
+        phases = []
+        for ph in _list(r.get("phases") or [], f"{what}: phases")[:20]:
+            ph = _object(ph, f"{what}: a phase")
+            phases.append(
+                (
+                    _text(ph.get("name"), f"{what}: a phase's name"),
+                    ph.get("ok") is True,
+                    _optional_number(ph.get("seconds"), f"{what}: a phase's seconds"),
+                )
+            )
+        return cls(
+            probe=_text(r.get("probe"), f"{what}: probe"),
+            ok=r.get("ok") is True,
+            at=_time(r.get("at"), f"{what}: time"),
+            rtt=_optional_number(r.get("rtt"), f"{what}: rtt"),
+            jitter=_optional_number(r.get("jitter"), f"{what}: jitter"),
+            loss=_optional_number(r.get("loss"), f"{what}: loss"),
+            mos=_optional_number(r.get("mos"), f"{what}: mos"),
+            error=_text(r.get("error"), f"{what}: error", default=""),
+            warning=_text(r.get("warning"), f"{what}: warning", default=""),
+            phases=phases,
+        )
+
+
+@dataclass
 class DistrictView:
     """A district: its headquarters and the communes below it, in inventory order."""
 
@@ -232,6 +276,8 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)  # shown under the header (e.g. by the demo)
     #: id of the newest event applied; a reconnect asks the stream for what came after it
     last_event_id: int | None = None
+    #: the latest result of each probe of the point whose detail is open (point -> probes)
+    probes: dict[str, list[ProbeView]] = field(default_factory=dict)
     #: per point, its figures at each read of the points (time, rtt, loss): the detail
     #: view's sparklines (:data:`HISTORY` reads, a few minutes)
     history: dict[str, deque[tuple[float, float | None, float | None]]] = field(
@@ -292,6 +338,17 @@ class Snapshot:
         for gone in self.history.keys() - self.points.keys():
             del self.history[gone]
         self.touch()
+
+    def apply_point_detail(self, value: object) -> None:
+        """``/api/v1/points/{id}``: its probes' latest results; :class:`BadAnswer` if malformed."""
+        p = _object(value, "a point")
+        pid = _text(p.get("id"), "a point's id")
+        probes = _object(p.get("probes") or {}, f"point {pid}: probes")
+        views = [
+            ProbeView.from_api(r, f"point {pid}: probe {_text(name, 'a probe')}")
+            for name, r in list(probes.items())[:20]
+        ]
+        self.probes = {pid: views}  # only the open one is kept
 
     def apply_events(self, events: object) -> None:
         """Events as /api/v1/events gives them (newest first)."""

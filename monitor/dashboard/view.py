@@ -447,6 +447,29 @@ def _detail_screen(
         lines.append(
             Text(f"           the last {minutes:.0f} min, a bar per read of the points", "dim")
         )
+    probes = s.probes.get(p.id, [])
+    if probes:
+        lines.append(Text())
+        lines.append(Text(" Probes (latest result)", "bold"))
+    for r in probes:
+        line = Text(f" {'✔' if r.ok else '✖'} {r.probe:<6}", "green" if r.ok else "bold red")
+        line.append(f" {_clock(r.at, tz)} ", "dim")
+        figures = [
+            f"rtt {_ms(r.rtt)} ms" if r.rtt is not None else "",
+            f"jitter {_ms(r.jitter)} ms" if r.jitter is not None else "",
+            f"loss {r.loss:.0%}" if r.loss is not None else "",
+            f"MOS {r.mos:.2f}" if r.mos is not None else "",
+        ]
+        line.append(" ".join(f for f in figures if f))
+        phases = " ".join(
+            f"{name} {'-' if sec is None else f'{sec * 1000:.0f}'}ms{'' if ok else '✖'}"
+            for name, ok, sec in r.phases
+        )
+        if phases:
+            line.append(f"  [{phases}]", "dim")
+        if r.error or r.warning:
+            line.append(f"  {r.error or r.warning}", "bold red" if r.error else "yellow")
+        lines.append(_fit(line, width))
     lines.append(Text())
     lines.append(Text(" Recent changes", "bold"))
     mine = [e for e in s.events if e["point"] == p.id][::-1][: max(0, rows - len(lines) - 2)]

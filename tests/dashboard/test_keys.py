@@ -126,8 +126,8 @@ async def test_no_terminal_no_keys_and_nothing_changed() -> None:
 
 
 async def test_search_and_detail_from_the_keyboard(tmp_path: Path) -> None:
-    """On a live monitor: `/` and a name without diacritics, Enter opens its detail; Esc
-    twice is back on the city; q quits."""
+    """On a live monitor: `/` and a name without diacritics, Enter opens its detail with
+    each probe's latest result; Esc twice is back on the city; q quits."""
     async with serving(tmp_path) as (monitor, base):
         feed_district_down(monitor)
         async with dashboard_on_a_pty(base) as term:
@@ -138,6 +138,9 @@ async def test_search_and_detail_from_the_keyboard(tmp_path: Path) -> None:
             term.type(b"\r")
             await term.until(b"reason")
             await term.until(b"2 rooms unreachable behind it")
+            # each probe's latest result, read from the monitor when the detail opened
+            await term.until(b"Probes (latest result)")
+            await term.until("✖ sip".encode())
             term.type(b"\x1b")
             await asyncio.sleep(0.3)
             term.type(b"\x1b")
