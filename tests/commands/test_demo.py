@@ -131,6 +131,27 @@ def test_dashboard_in_tmux_shows_the_cut_district_and_exits_cleanly(tmp_path: Pa
         assert len(lines) <= 40 and all(len(ln) <= 120 for ln in lines)
         assert "○ 29 unreachable" in screen and "readiness" in screen
         assert "Needs attention" in screen and "Events" in screen
+        assert "Huyện Ba Vì — uplink down" in screen  # the outage is one row
+
+        # the keys: search Ba Vì without diacritics, open its detail, come back
+        def wait_screen(text: str, within: float = 15) -> str:
+            deadline = time.monotonic() + within
+            while time.monotonic() < deadline:
+                shown = capture()
+                if text in shown:
+                    return shown
+                time.sleep(0.2)
+            raise AssertionError(f"never showed {text!r}; last screen:\n{capture()}")
+
+        tmux_run("send-keys", "-t", "demo", "/", "ba vi")
+        wait_screen("Search: ba vi")
+        tmux_run("send-keys", "-t", "demo", "Enter")
+        detail = wait_screen("29 rooms unreachable behind it")
+        assert "state    down since" in detail and "Probes (latest result)" in wait_screen("Probes")
+        tmux_run("send-keys", "-t", "demo", "Escape")
+        wait_screen("Search: ba vi")
+        tmux_run("send-keys", "-t", "demo", "Escape")
+        wait_screen("Needs attention")
 
         tmux_run("send-keys", "-t", "demo", "C-c")
         deadline = time.monotonic() + 20
