@@ -522,15 +522,31 @@ def render(
     grid_width = name_width + 5 + widest + count_width
     if width >= 100 and height >= 30 and width - grid_width >= 42:
         side = width - grid_width - 2
+        # a wide screen also shows the worst incident's detail in a pane of its own
+        pane = min(64, side // 2) if side >= 120 else 0
+        if pane:
+            side -= pane + 2
         left = _grid(districts, name_width, body_rows - 1, count_width)
         att_rows = max(3, (body_rows - 4) * 3 // 5)
         right = _attention(s, att_rows, side, zone)
         right += [Text(), *_events(s, max(2, body_rows - len(right) - 2), zone, side)]
+        far: list[Text] = []
+        worst = next((i.head for i in s.incidents() if i.head is not None), None)
+        if pane and worst is not None:
+            shown = Ui()
+            shown.open(worst.id, back="main")
+            far = [Text("Worst incident", "bold")]
+            far += _detail_screen(s, shown, pane, body_rows - 2, now, zone)[:-1]  # no key hints
         lines: list[RenderableType] = [*header, Text()]
-        for i in range(min(body_rows - 1, max(len(left), len(right)))):
+        for i in range(min(body_rows - 1, max(len(left), len(right), len(far)))):
             line = _fit(left[i] if i < len(left) else Text(), grid_width)
             line.append("  ")
-            if i < len(right):
+            if pane:
+                line.append_text(_fit(right[i] if i < len(right) else Text(), side))
+                line.append("  ")
+                if i < len(far):
+                    line.append_text(far[i])
+            elif i < len(right):
                 line.append_text(right[i])
             lines.append(_fit(line, width))
         legend = Text("  ".join(f"{SYMBOL[st]} {st}" for st in LEGEND), "dim")

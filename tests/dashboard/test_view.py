@@ -295,3 +295,15 @@ def test_when_not_every_district_fits_the_worst_are_shown() -> None:
         assert any(name in line and "/" in line for line in text.splitlines()), name
     lines = text.rstrip("\n").split("\n")
     assert len(lines) <= 24
+
+
+def test_a_wide_screen_shows_the_worst_incident_in_detail() -> None:
+    """At 200×60 the room beside the lists shows the worst incident's detail; at 120×40 it
+    does not fit and is left out."""
+    s = snapshot()
+    s.points["ba-vi"].reason = "2 failed cycles (sip: no response within 1s)"
+    wide = screen(s, 200, 60)
+    assert "Worst incident" in wide
+    assert "29 rooms unreachable behind it" in wide
+    assert "reason   2 failed cycles (sip: no response within 1s)" in wide
+    assert "Worst incident" not in screen(s, 120, 40)
