@@ -143,8 +143,12 @@ class Groups:
         settle: float = 0.0,
         doubtful: Callable[[str, float], bool] | None = None,
         behind: Callable[[str], int] | None = None,
+        acked: Callable[[str], bool] | None = None,
     ) -> None:
         self.receiver = receiver
+        #: ``acked(cause)``: an operator acknowledged that incident; its reminders stop
+        #: (:mod:`monitor.core.acks`), except to an Alertmanager API, which needs them
+        self.acked = acked
         #: the longest a group is held for an uplink whose own state is not known yet
         self.settle = settle
         #: ``doubtful(point, since)``: an uplink of ``point`` failed its last cycle or has
@@ -369,12 +373,21 @@ class Groups:
                 if self.storm_since is not None and not g.startswith("gap:"):
                     continue  # the storm's summaries speak for it
                 if told and g not in self.dirty and self.last_sent.get(g, now) + repeat <= now:
+                    self.last_sent[g] = now
+                    if self.repeat_every is None and self._acknowledged(told):
+                        continue  # the operators know: no reminder (the next is due later)
                     # a gap's reminder is a gap message again, not an incident's
                     kind: Kind = "gap" if g.startswith("gap:") else "repeat"
                     out.append(self._make(g, kind, "firing", self._still(told), {}, now))
-                    self.last_sent[g] = now
         self._forget_healthy()
         return out
+
+    def _acknowledged(self, told: dict[str, str]) -> bool:
+        """Whether every incident of a group's firing points has been acknowledged."""
+        if self.acked is None:
+            return False
+        causes = {self.current[p].cause for p in told if p in self.current}
+        return bool(causes) and all(self.acked(c) for c in causes)
 
     def _storm_step(self, now: float, storming: bool, changed: bool) -> list[Notification]:
         """The storm guard speaks for every group: one city-wide summary when the storm

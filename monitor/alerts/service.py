@@ -199,6 +199,7 @@ class Alerts:
             settle=(s.fail_after + 1) * s.interval,
             doubtful=self._uplink_doubtful,
             behind=self._behind,
+            acked=self.monitor.acks.acked,
         )
         if spec.format == "alertmanager-api":
             groups.repeat_every = AM_RESEND

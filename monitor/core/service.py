@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor.core.acks import Acks
 from monitor.core.events import EventStream, LiveSubscription
 from monitor.core.health import Event, HealthModel
 from monitor.core.ingest import Ingest
@@ -70,6 +71,8 @@ class Monitor:
         self.agent_listing: Callable[[], list[dict[str, Any]]] = list
         #: the alert service, when the inventory has receivers (started by the app)
         self.alerts: Alerts | None = None
+        #: the incidents the operators have acknowledged (reminders stop for them)
+        self.acks = Acks(lambda: self.model)
         self._ticker_task: asyncio.Task[None] | None = None
         self._overruns_seen = 0
         self._stopped = False
@@ -240,6 +243,7 @@ class Monitor:
             **self.model.summary(),
             "scheduler": self.scheduler_stats(),
             "event_log": self._event_log_status(),
+            "acks": [a.json() for a in self.acks.active()],
             **(self._server_summary() if self.broker_stats is not None else {}),
         }
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import io
 import re
+import socket
 import time
 from pathlib import Path
 from typing import IO
@@ -14,7 +16,7 @@ from rich.console import Console
 from rich.live import Live
 
 from monitor.dashboard.bell import Bell
-from monitor.dashboard.client import follow, watch_detail
+from monitor.dashboard.client import acknowledge, follow, watch_detail
 from monitor.dashboard.keys import Keys
 from monitor.dashboard.model import Snapshot
 from monitor.dashboard.ui import Ui
@@ -45,6 +47,8 @@ async def run_dashboard(
     follower = asyncio.get_running_loop().create_task(follow(url, snap, token))
     period = 1.0 / refresh_hz
     ui = Ui()
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
     wake = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(
         watch_detail(url, snap, token, lambda: ui.point if ui.mode == "detail" else None, wake)
@@ -71,13 +75,18 @@ async def run_dashboard(
                         return
                     if ui.mode == "detail":
                         wake.set()  # its probes, now
+                    if ui.ack is not None:
+                        cause, ui.ack = ui.ack, None
+                        task = loop.create_task(_acknowledge(url, token, cause, ui))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
                     next_frame = time.monotonic()  # show what the key did at once
                     break
                 next_frame = max(next_frame, time.monotonic() - period)  # no burst after a stall
                 if follower.done():
                     follower.result()
     finally:
-        for task in (watcher, follower):  # the follower last: its failure is what to report
+        for task in (*pending, watcher, follower):  # the follower last: its failure counts
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -93,6 +102,17 @@ def _offline_svg(svg: str) -> str:
     (``xml:space="preserve"``; librsvg collapses runs of spaces without it)."""
     svg = _REMOTE_FONT.sub("", svg)
     return svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
+
+
+async def _acknowledge(url: str, token: str | None, cause: str, ui: Ui) -> None:
+    """Send an acknowledgement and put what came of it on screen for a few seconds."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no user name in this environment
+        user = "operator"
+    by = f"{user}@{socket.gethostname()}"
+    ui.message = await acknowledge(url, token, cause, by)
+    ui.message_until = time.monotonic() + 8
 
 
 async def write_snapshot(

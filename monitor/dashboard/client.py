@@ -33,7 +33,7 @@ from monitor.dashboard.model import BadAnswer, Snapshot
 from monitor.errors import ConfmonError
 from monitor.text import printable
 
-__all__ = ["MAX_ANSWER", "TokenRefused", "Unreachable", "follow", "watch_detail"]
+__all__ = ["MAX_ANSWER", "TokenRefused", "Unreachable", "acknowledge", "follow", "watch_detail"]
 
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=30)
@@ -221,6 +221,27 @@ async def watch_detail(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(every):
                     await wake.wait()
+
+
+async def acknowledge(base: str, token: str | None, cause: str, by: str) -> str:
+    """Acknowledge the incident of ``cause`` on the monitor; what to tell the operator."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with (
+            aiohttp.ClientSession(headers=headers, trust_env=False) as session,
+            session.post(
+                f"{base.rstrip('/')}/api/v1/acks",
+                json={"cause": cause, "by": by},
+                timeout=_TIMEOUT,
+            ) as resp,
+        ):
+            body = _json(await resp.content.read(4096))
+            if resp.status == 201:
+                return f"acknowledged {cause}: alert reminders stop while it lasts"
+            error = body.get("error") if isinstance(body, dict) else None
+            return f"not acknowledged: {printable(str(error or f'HTTP {resp.status}'), 200)}"
+    except _FAILURES as exc:
+        return f"not acknowledged: {_describe(exc)}"
 
 
 def _refusal(status: int, token: str | None) -> str:

@@ -276,6 +276,8 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)  # shown under the header (e.g. by the demo)
     #: id of the newest event applied; a reconnect asks the stream for what came after it
     last_event_id: int | None = None
+    #: acknowledged incidents: cause -> (who, when)
+    acks: dict[str, tuple[str, float]] = field(default_factory=dict)
     #: the latest result of each probe of the point whose detail is open (point -> probes)
     probes: dict[str, list[ProbeView]] = field(default_factory=dict)
     #: per point, its figures at each read of the points (time, rtt, loss): the detail
@@ -315,7 +317,17 @@ class Snapshot:
                 if broker.get("broker_connected") is True
                 else _text(broker.get("broker_error"), "the broker's error", default="unreachable")
             )
+        acks = self.acks
+        if "acks" in s:
+            acks = {}
+            for a in _list(s["acks"], "the status's acks"):
+                ack = _object(a, "an acknowledgement")
+                acks[_text(ack.get("cause"), "an acknowledgement's cause")] = (
+                    _text(ack.get("by"), "who acknowledged", default=""),
+                    _time(ack.get("at"), "an acknowledgement's time"),
+                )
         # checked whole before any of it is applied: a bad answer changes nothing
+        self.acks = acks
         self.broker_error = broker_error
         self.name = name
         self.counts = counts

@@ -4,8 +4,9 @@ reading one point's detail. Pure state, changed by keys (:mod:`monitor.dashboard
 Keys: ``/`` searches a point by name (diacritics optional: "ba vi" finds "Ba Vì", "dong
 anh" finds "Đông Anh"); ``d`` picks a district the same way and lists its rooms, worst
 first; ``↑``/``↓`` choose; Enter opens the point's detail (from the main screen: the worst
-incident's); Esc goes back; ``q`` quits (in a search, Esc first: ``q`` is a letter there).
-Ctrl-C always quits.
+incident's); ``a`` acknowledges the worst incident not acknowledged yet (in a detail: that
+point's), so alert reminders stop while it lasts; Esc goes back; ``q`` quits (in a search,
+Esc first: ``q`` is a letter there). Ctrl-C always quits.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class Ui:
     district: str | None = None  # the district whose rooms are listed
     point: str | None = None  # the point whose detail is open
     back: str = "main"  # where Esc leads from the detail
+    #: an incident (its cause) the operator asked to acknowledge; the app sends it
+    ack: str | None = None
+    #: a line for the operator (what came of an acknowledgement), and until when
+    message: str = ""
+    message_until: float = 0.0
 
     def key(self, key: str, snap: Snapshot) -> bool:
         """Apply one key; True when the dashboard should quit."""
@@ -65,6 +71,10 @@ class Ui:
         if self.mode == "detail":
             if key in ("esc", "backspace", "left"):
                 self.mode, self.point = self.back, None
+            elif key == "a" and self.point is not None:
+                p = snap.points.get(self.point)
+                if p is not None and p.state not in ("up", "maintenance"):
+                    self.ack = p.cause or p.id
             return key in ("q", "Q")
         if self.mode == "district":
             return self._district_key(key, snap)
@@ -77,6 +87,11 @@ class Ui:
             worst = next((i.head for i in snap.incidents() if i.head is not None), None)
             if worst is not None:
                 self.open(worst.id, back="main")
+        elif key == "a":
+            # the worst incident not acknowledged yet
+            todo = next((i for i in snap.incidents() if i.cause not in snap.acks), None)
+            if todo is not None:
+                self.ack = todo.cause
         return False
 
     def open(self, point: str, back: str) -> None:

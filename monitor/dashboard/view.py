@@ -209,13 +209,17 @@ def _rooms(n: int) -> str:
 
 
 def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) -> Text:
-    """One incident: what, where, why, since when, and how many rooms it takes."""
+    """One incident: what, where, since when, how many rooms it takes, whether someone
+    acknowledged it, and why (last: on a narrow pane the reason is what gets cut)."""
     since = _clock(i.since, tz)
+    ack = s.acks.get(i.cause)
+    acked = Text(f" · ✔ acked by {ack[0]} {_clock(ack[1], tz)}", "green") if ack else Text()
     if i.head is None:  # an agent gone: a gap in monitoring
         line = Text(f" {SYMBOL['unknown']} ", STYLE["unknown"])
         agent = i.cause.removeprefix("agent:")
         line.append(f"agent {agent} offline", "bold yellow")
         line.append(f" since {since} · {_rooms(len(i.behind))} not monitored", "yellow")
+        line.append_text(acked)
         return _fit(line, width)
     p = i.head
     sym, style = _cell(p.state)
@@ -225,10 +229,10 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
         what = "uplink down" if p.state == "down" else p.state
         line.append(f" — {what} {since}", style)
         line.append(f" · {len(i.behind)} unreachable", STYLE["unreachable"])
-        if p.reason:
-            line.append(f" · {p.reason}", "dim")
+        line.append_text(acked)
     else:
         line.append(f" — {p.state} since {since}", style)
+        line.append_text(acked)
         if p.state == "degraded":
             figures = [
                 f"rtt {_ms(p.rtt)} ms" if p.rtt is not None else "",
@@ -237,8 +241,8 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
                 f"MOS {p.mos:.1f}" if p.mos is not None else "",
             ]
             line.append(" · " + " ".join(f for f in figures if f), "")
-        if p.reason:
-            line.append(f" · {p.reason}", "dim")
+    if p.reason:
+        line.append(f" · {p.reason}", "dim")
     return _fit(line, width)
 
 
@@ -482,7 +486,7 @@ def _detail_screen(
         lines.append(_fit(line, width))
     if not mine:
         lines.append(Text(" none since the dashboard started", "dim"))
-    lines.append(Text(" Esc back · q quit", "dim"))
+    lines.append(Text(" Esc back · a acknowledge its incident · q quit", "dim"))
     return lines
 
 
@@ -503,6 +507,8 @@ def render(
     now = time.time() if now is None else now
     zone = zoneinfo.ZoneInfo(tz)
     header = _header(s, width, now, zone)
+    if ui is not None and ui.message and time.monotonic() < ui.message_until:
+        header.append(_fit(Text(f"ℹ {ui.message}", "bold cyan"), width))
     if ui is not None and ui.mode != "main":
         rows = height - len(header)
         body = (
@@ -550,7 +556,7 @@ def render(
                 line.append_text(right[i])
             lines.append(_fit(line, width))
         legend = Text("  ".join(f"{SYMBOL[st]} {st}" for st in LEGEND), "dim")
-        legend.append("   ·   / search · d district · Enter worst · q quit", "dim")
+        legend.append("   ·   / search · d district · Enter worst · a acknowledge · q quit", "dim")
         lines.append(_fit(legend, width))
         return Group(*lines)
     bar_rows = min(15, max(1, body_rows - 5))

@@ -46,12 +46,14 @@ import json
 import logging
 import math
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from monitor.core.acks import NotInTrouble
 from monitor.core.events import Event, LiveSubscription, event_json
 from monitor.core.health import STATES, PointHealth
 from monitor.core.results import result_json
@@ -82,6 +84,8 @@ RELOAD: web.AppKey[Reload | None] = web.AppKey("reload")
 STREAMS: web.AppKey[_Streams] = web.AppKey("streams")
 ERRORS: web.AppKey[RateLimitedLog] = web.AppKey("errors", RateLimitedLog)
 BODY_WAIT: web.AppKey[float] = web.AppKey("body_timeout", float)
+#: the request's body, read by the body middleware (absent when there is none)
+BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)
 #: events sent per page while a reconnecting client catches up from the event log
 REPLAY_PAGE = 500
 #: messages queued for one SSE client before it is caught up from the log instead
@@ -278,25 +282,28 @@ def _auth(token: str | None, metrics: bool = False) -> Middleware:
 @web.middleware
 async def _body(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Read the whole request body, whatever its framing, before the handler runs: at most
-    :data:`MAX_BODY` bytes (413) within the app's body timeout (408). Handlers take no body;
-    reading it here is what makes the limit hold for chunked bodies too."""
+    :data:`MAX_BODY` bytes (413) within the app's body timeout (408), kept as
+    ``request[BODY]``; reading it here is what makes the limit hold for chunked bodies too."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _BadBody(413, f"request body over {MAX_BODY} bytes")
     if request.body_exists:
         limit = request.app[BODY_WAIT]
         size = 0
+        chunks: list[bytes] = []
         try:
             async with asyncio.timeout(limit):
                 while chunk := await request.content.read(MAX_BODY + 1):
                     size += len(chunk)
                     if size > MAX_BODY:
                         raise _BadBody(413, f"request body over {MAX_BODY} bytes")
+                    chunks.append(chunk)
         except TimeoutError:
             raise _BadBody(408, f"the request body did not arrive within {limit:g} s") from None
         except (_BadBody, asyncio.CancelledError, ConnectionError):
             raise
         except Exception as exc:  # a malformed chunk: the parser's error
             raise _BadBody(400, f"bad request body: {printable(str(exc), 200)}") from None
+        request[BODY] = b"".join(chunks)
     return await handler(request)
 
 
@@ -528,6 +535,33 @@ async def reload_config(request: web.Request) -> web.Response:
     return _json({"status": "ok", "message": message})
 
 
+async def acks(request: web.Request) -> web.Response:
+    return _json({"acks": [a.json() for a in request.app[MONITOR].acks.active()]})
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    """``{"cause": ID, "by": "who"}``: acknowledge the incident of ``cause`` (a point id, or
+    ``agent:ID``) while it lasts; its alert reminders stop."""
+    try:
+        body = json.loads(request.get(BODY, b"") or b"null")
+    except (ValueError, RecursionError):
+        return _error(400, 'the body must be JSON: {"cause": "POINT", "by": "NAME"}')
+    if not isinstance(body, dict) or not isinstance(body.get("cause"), str):
+        return _error(400, 'the body must be {"cause": "POINT", "by": "NAME"} (cause is required)')
+    cause, by = body["cause"], body.get("by", "")
+    if not isinstance(by, str):
+        return _error(400, '"by" must be a string (who acknowledges)')
+    m = request.app[MONITOR]
+    try:
+        ack = m.acks.add(cause, printable(by.strip(), 60) or "operator", time.time())
+    except NotInTrouble:
+        known = cause in m.model.points or cause.startswith("agent:")
+        why = "has no incident going on" if known else "is not a point of the inventory"
+        return _error(409 if known else 404, f"{quoted(cause)} {why}")
+    log.info("incident %s acknowledged by %s", ack.cause, ack.by)
+    return _json(ack.json(), 201)
+
+
 def make_app(
     monitor: Monitor,
     token: str | None = None,
@@ -560,6 +594,8 @@ def make_app(
     app.router.add_get("/api/v1/events", events)
     app.router.add_get("/api/v1/stream", stream)
     app.router.add_get("/api/v1/notifications", notifications)
+    app.router.add_get("/api/v1/acks", acks)
+    app.router.add_post("/api/v1/acks", acknowledge)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/-/reload", reload_config)

@@ -342,6 +342,35 @@ def test_repeat_every_overrides_repeat_interval() -> None:
     assert one(g.flush(T0 + 122)).kind == "repeat"
 
 
+def test_an_acknowledged_outage_gets_no_reminders_but_its_recovery_is_told() -> None:
+    acked: set[str] = set()
+    g, log = make(repeat_interval="1h")
+    g.acked = acked.__contains__
+    fire(g, log.outage("ba-vi", T0), T0)  # sent at T0 + 2
+    acked.add("ba-vi")  # the operator pressed `a` on the dashboard
+    assert g.flush(T0 + 2 + 3600) == []
+    assert g.next_due() == T0 + 2 + 7200  # no busy loop: the next one is due later
+    assert g.flush(T0 + 2 + 7200) == []
+    acked.clear()  # not acknowledged any more: reminders again
+    assert one(g.flush(T0 + 2 + 10800)).kind == "repeat"
+    acked.add("ba-vi")
+    # the recovery is news, acknowledged or not
+    up = fire(g, [log.ev(p, "up", T0 + 11000) for p in points_of("ba-vi")], T0 + 11000)
+    assert up.status == "resolved"
+
+
+def test_an_alertmanager_api_still_hears_of_an_acknowledged_alert() -> None:
+    """An Alertmanager resolves an alert it has not heard of for a while: the re-sends go on
+    (silence it in the Alertmanager instead)."""
+    g, log = make(
+        {"format": "alertmanager-api", "url": "http://127.0.0.1:9093"}, repeat_interval="1h"
+    )
+    g.repeat_every = 60.0
+    g.acked = {"ba-vi"}.__contains__
+    fire(g, log.outage("ba-vi", T0), T0)
+    assert one(g.flush(T0 + 62)).kind == "repeat"
+
+
 def test_a_new_message_restarts_the_reminder_clock() -> None:
     g, log = make(repeat_interval="1h")
     fire(g, [log.ev("ba-vi.c1", "down", T0)], T0)

@@ -147,3 +147,19 @@ async def test_search_and_detail_from_the_keyboard(tmp_path: Path) -> None:
             term.seen.clear()
             await term.until(b"Needs attention")
             term.type(b"q")
+
+
+async def test_a_acknowledges_the_worst_incident_on_the_monitor(tmp_path: Path) -> None:
+    """`a` sends the acknowledgement of the worst incident (Ba Vì's cut uplink) to the
+    monitor, which then stops its reminders; the screen says who acknowledged it."""
+    async with serving(tmp_path) as (monitor, base):
+        feed_district_down(monitor)
+        async with dashboard_on_a_pty(base) as term:
+            await term.until(b"Needs attention")
+            term.type(b"a")
+            await term.until(b"acknowledged ba-vi: alert reminders stop")
+            assert monitor.acks.acked("ba-vi")
+            await term.until("✔ acked by".encode())  # from the next summary
+            term.type(b"q")
+        (ack,) = monitor.acks.active()
+        assert ack.cause == "ba-vi" and "@" in ack.by  # user@host of the operator

@@ -297,3 +297,42 @@ async def test_reload_without_a_config_file_is_409(tmp_path: Path) -> None:
     ):
         assert resp.status == 409
         assert (await resp.json())["error"] == "this monitor was not started from a config file"
+
+
+async def test_an_incident_is_acknowledged_while_it_lasts(api: Api) -> None:
+    """POST /api/v1/acks names the incident by its cause; the status and GET /api/v1/acks
+    show who and when; a point without trouble or not in the inventory is refused; once the
+    cause is up again the acknowledgement is gone by itself."""
+    feed_district_down(api.monitor)
+
+    async def post(body: object, status: int) -> dict:  # type: ignore[type-arg]
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        async with api.session.post(f"{api.base}/api/v1/acks", data=data) as resp:
+            assert resp.status == status, await resp.text()
+            assert resp.content_type == "application/json"
+            return await resp.json()  # type: ignore[no-any-return]
+
+    ack = await post({"cause": "ba-vi", "by": "NOC Hà Nội"}, 201)
+    assert ack["cause"] == "ba-vi" and ack["by"] == "NOC Hà Nội"
+    assert (await api.get("/api/v1/acks"))["acks"] == [ack]
+    assert (await api.get("/api/v1/status"))["acks"] == [ack]
+    assert api.monitor.acks.acked("ba-vi")
+    assert "no incident" in (await post({"cause": "son-tay"}, 409))["error"]
+    assert "not a point" in (await post({"cause": "nowhere"}, 404))["error"]
+    assert "JSON" in (await post(b"{cause", 400))["error"]
+    assert "cause is required" in (await post({"by": "x"}, 400))["error"]
+    assert "must be a string" in (await post({"cause": "ba-vi", "by": 5}, 400))["error"]
+    async with api.session.post(f"{api.base}/api/v1/acks") as resp:  # no body at all
+        assert resp.status == 400
+    async with (  # the token is needed, as everywhere
+        aiohttp.ClientSession() as anonymous,
+        anonymous.post(f"{api.base}/api/v1/acks", json={"cause": "ba-vi"}) as resp,
+    ):
+        assert resp.status == 401
+    # Ba Vì comes back: the acknowledgement lapses
+    now = time.time() + 20
+    for step in range(3):
+        at = now + 5 * step
+        for pid in ("ba-vi", "ba-vi.tan-linh", "ba-vi.ba-trai"):
+            feed(api.monitor, pid, [good("icmp", at, rtt=0.01, loss=0.0), good("sip", at)], at)
+    assert (await api.get("/api/v1/acks"))["acks"] == []
