@@ -150,12 +150,22 @@ def _short(name: str) -> str:
     return name
 
 
+def _badness(d: DistrictView) -> tuple[int, int]:
+    """Sort key of a district, worst first: its worst state, then how many rooms are not
+    up (a stable sort keeps the inventory's order among equals)."""
+    every = [d.hq, *d.communes]
+    worst = min((p.state for p in every), key=STATE_ORDER.index)
+    return (STATE_ORDER.index(worst), -sum(p.state != "up" for p in every))
+
+
 def _grid(
     districts: list[DistrictView], name_width: int, max_rows: int, count_width: int = 8
 ) -> list[Text]:
     """One line per district: name, headquarters, one cell per commune, up/total (and the
     degraded rooms: ◐, with their number when ``count_width`` leaves room for it)."""
     lines = []
+    if len(districts) > max_rows:  # not all fit: the worst first, so the healthy are left out
+        districts = sorted(districts, key=_badness)
     shown = districts if len(districts) <= max_rows else districts[: max(0, max_rows - 1)]
     widest = max((len(d.communes) for d in districts), default=0)
     for d in shown:
@@ -187,7 +197,9 @@ def _grid(
         line.append_text(_fit(count, count_width))
         lines.append(line)
     if len(shown) < len(districts):
-        lines.append(Text(f"… {len(districts) - len(shown)} more districts", "dim"))
+        hidden = districts[len(shown) :]
+        healthy = all(p.state == "up" for d in hidden for p in (d.hq, *d.communes))
+        lines.append(Text(f"… {len(hidden)} more districts{', all up' if healthy else ''}", "dim"))
     return lines
 
 
@@ -292,15 +304,8 @@ def _bars(districts: list[DistrictView], width: int, rows: int) -> list[Text]:
     name_width = min(14, max(8, col_width // 3))
     bar_width = max(5, col_width - name_width - 9)  # " " + " NNN/NNN"
     order = ("down", "unreachable", "degraded", "unknown", "maintenance", "up")
-    if -(-len(districts) // cols) > rows:
-        # not all fit: the worst districts first (stable: inventory order among equals), so
-        # the ones left out are the healthiest
-        def badness(d: DistrictView) -> tuple[int, int]:
-            every = [d.hq, *d.communes]
-            worst = min((p.state for p in every), key=STATE_ORDER.index)
-            return (STATE_ORDER.index(worst), -sum(p.state != "up" for p in every))
-
-        districts = sorted(districts, key=badness)
+    if -(-len(districts) // cols) > rows:  # not all fit: the worst first
+        districts = sorted(districts, key=_badness)
     cells: list[Text] = []
     for d in districts:
         every = [d.hq, *d.communes]

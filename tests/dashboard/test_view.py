@@ -307,3 +307,13 @@ def test_a_wide_screen_shows_the_worst_incident_in_detail() -> None:
     assert "29 rooms unreachable behind it" in wide
     assert "reason   2 failed cycles (sip: no response within 1s)" in wide
     assert "Worst incident" not in screen(s, 120, 40)
+
+
+def test_a_short_grid_keeps_the_worst_districts() -> None:
+    """At 120×30 the grid has rows for 24 districts: Mỹ Đức, the last of the inventory, is
+    kept when it is down, and the note says the districts left out are all up."""
+    s = snapshot()
+    s.points["my-duc"].state = "down"
+    text = screen(s, 120, 30)
+    assert any(line.startswith("Huyện Mỹ Đức") for line in text.splitlines())
+    assert "more districts, all up" in text
