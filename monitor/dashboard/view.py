@@ -11,6 +11,7 @@ colour (``NO_COLOR``, colour-blind operators).
 from __future__ import annotations
 
 import datetime
+import itertools
 import time
 import zoneinfo
 from collections import Counter
@@ -178,8 +179,9 @@ def _grid(
         line.append(SYMBOL.get(d.hq.state, "?"), _standout(d.hq.state))
         line.append(" ")
         cells = Text()
-        for c in d.communes:
-            cells.append(SYMBOL.get(c.state, "?"), _standout(c.state))
+        # runs of one state as one span: a row of 30 cells is a handful of spans to render
+        for state, run in itertools.groupby(c.state for c in d.communes):
+            cells.append(SYMBOL.get(state, "?") * len(list(run)), _standout(state))
         line.append_text(_fit(cells, widest))
         up = sum(p.state in ("up", "degraded") for p in every)
         blind = sum(p.state == "unknown" for p in every)
