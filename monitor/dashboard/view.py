@@ -68,6 +68,14 @@ def _cell(state: str) -> tuple[str, str]:
     return SYMBOL.get(state, "?"), STYLE.get(state, "dim")
 
 
+def _styled(text: str, style: str) -> Text:
+    """``text`` in ``style``, as a span: a Text built with a style of its own would lend it
+    to everything appended after (a reverse-video name would cover its whole row)."""
+    out = Text()
+    out.append(text, style)
+    return out
+
+
 def _standout(state: str) -> str:
     """A grid cell's style: a point not up is in reverse video (a block of its colour, and
     a block still without colour), so one bad room in a row of ● is not missed."""
@@ -174,7 +182,9 @@ def _grid(
         worst = min((p.state for p in every), key=STATE_ORDER.index)
         # a district with a room not up is marked: its name in reverse video, in the colour
         # of its worst state (it reads without colour too)
-        line = _fit(Text(d.hq.name, "" if worst == "up" else f"reverse {STYLE[worst]}"), name_width)
+        name = Text()  # the style on the name only: a Text's own style would cover the row
+        name.append(d.hq.name, "" if worst == "up" else f"reverse {STYLE[worst]}")
+        line = _fit(name, name_width)
         line.append(" HQ")
         line.append(SYMBOL.get(d.hq.state, "?"), _standout(d.hq.state))
         line.append(" ")
@@ -229,7 +239,7 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
     ack = s.acks.get(i.cause)
     acked = Text(f" · ✔ acked by {ack[0]} {_clock(ack[1], tz)}", "green") if ack else Text()
     if i.head is None:  # an agent gone: a gap in monitoring
-        line = Text(f" {SYMBOL['unknown']} ", STYLE["unknown"])
+        line = _styled(f" {SYMBOL['unknown']} ", STYLE["unknown"])
         agent = i.cause.removeprefix("agent:")
         line.append(f"agent {agent} offline", "bold yellow")
         line.append(f" since {since} · {_rooms(len(i.behind))} not monitored", "yellow")
@@ -237,7 +247,7 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
         return _fit(line, width)
     p = i.head
     sym, style = _cell(p.state)
-    line = Text(f" {sym} ", style)
+    line = _styled(f" {sym} ", style)
     line.append(p.name + _where(s, p), style)
     if i.behind:
         what = "uplink down" if p.state == "down" else p.state
@@ -392,7 +402,7 @@ def _search_screen(s: Snapshot, ui: Ui, width: int, rows: int, tz: zoneinfo.Zone
     shown = found[: max(0, rows - 4)]
     for n, p in enumerate(shown):
         sym, style = _cell(p.state)
-        line = Text(f" {sym} ", style)
+        line = _styled(f" {sym} ", style)
         line.append(p.name + _where(s, p), style)
         line.append(f"  {p.state} since {_clock(p.since, tz)}  ", "")
         line.append(p.reason, "dim")
@@ -413,7 +423,7 @@ def _detail_screen(
     if p is None:
         return [Text(" this point is no longer in the inventory · Esc back", "yellow")]
     sym, style = _cell(p.state)
-    title = Text(f" {sym} ", style)
+    title = _styled(f" {sym} ", style)
     title.append(p.name, f"bold {style}")
     hq = s.points.get(p.district)
     where = [p.id, p.level, hq.name if hq and hq is not p else "", p.host]
@@ -563,7 +573,7 @@ def render(
                 line.append_text(right[i])
             lines.append(_fit(line, width))
         legend = Text("  ".join(f"{SYMBOL[st]} {st}" for st in LEGEND), "dim")
-        legend.append("   ·   / search · d district · Enter worst · a acknowledge · q quit", "dim")
+        legend.append("  ·  / search · d district · Enter worst · a ack · q quit", "dim")
         lines.append(_fit(legend, width))
         return Group(*lines)
     bar_rows = min(15, max(1, body_rows - 5))

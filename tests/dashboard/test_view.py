@@ -277,6 +277,9 @@ def test_a_bad_room_stands_out_in_its_row() -> None:
     dong_anh = rows["Huyện Đông Anh"]
     assert style_at(dong_anh, "✖").reverse
     assert style_at(dong_anh, "Huyện").reverse  # the district is marked
+    # and only those: its rooms up, its count and whatever is beside the grid are not
+    assert not style_at(dong_anh, "●").reverse
+    assert not style_at(dong_anh, "24/25").reverse
     assert not style_at(rows["Quận Ba Đình"], "Quận").reverse  # all up: not marked
     assert not style_at(rows["Quận Ba Đình"], "●").reverse
     assert "27/27◐" in str(rows["Huyện Sóc Sơn"])
