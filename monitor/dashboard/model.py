@@ -211,8 +211,9 @@ class DistrictView:
 @dataclass
 class Incident:
     """One row of "needs attention": a point not up and the points whose trouble it is
-    (the rooms unreachable behind a down uplink), or a monitoring gap: the rooms of an
-    agent gone offline (``head`` is then None and ``cause`` is ``agent:ID``)."""
+    (the rooms unreachable behind a down uplink), or a monitoring gap (``head`` is then
+    None): the rooms of an agent gone offline (``cause`` is ``agent:ID``), or a district's
+    rooms without fresh data (``gap:DISTRICT``)."""
 
     cause: str
     head: PointView | None
@@ -427,8 +428,11 @@ class Snapshot:
             cause = points.get(p.cause)
             if p.state == "unreachable" and cause is not None and cause is not p:
                 followers.append(p)
-            elif p.state == "unknown" and p.cause.startswith("agent:"):
-                out.setdefault(p.cause, Incident(p.cause, None)).behind.append(p)
+            elif p.state == "unknown":
+                # a gap in monitoring, not an outage: one row per agent gone, or per district
+                # whose rooms have no fresh data (a lost probe, a broker away)
+                gap = p.cause if p.cause.startswith("agent:") else f"gap:{p.district}"
+                out.setdefault(gap, Incident(gap, None)).behind.append(p)
             else:
                 out[p.id] = Incident(p.id, p)
         for p in followers:

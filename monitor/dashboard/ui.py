@@ -89,7 +89,14 @@ class Ui:
                 self.open(worst.id, back="main")
         elif key == "a":
             # the worst incident not acknowledged yet
-            todo = next((i for i in snap.incidents() if i.cause not in snap.acks), None)
+            todo = next(
+                (
+                    i
+                    for i in snap.incidents()
+                    if i.cause not in snap.acks and not i.cause.startswith("gap:")
+                ),
+                None,
+            )
             if todo is not None:
                 self.ack = todo.cause
         return False

@@ -238,11 +238,18 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
     since = _clock(i.since, tz)
     ack = s.acks.get(i.cause)
     acked = Text(f" · ✔ acked by {ack[0]} {_clock(ack[1], tz)}", "green") if ack else Text()
-    if i.head is None:  # an agent gone: a gap in monitoring
+    if i.head is None:  # a gap in monitoring: an agent gone, or no fresh data
         line = _styled(f" {SYMBOL['unknown']} ", STYLE["unknown"])
-        agent = i.cause.removeprefix("agent:")
-        line.append(f"agent {agent} offline", "bold yellow")
-        line.append(f" since {since} · {_rooms(len(i.behind))} not monitored", "yellow")
+        if i.cause.startswith("agent:"):
+            line.append(f"agent {i.cause.removeprefix('agent:')} offline", "bold yellow")
+            line.append(f" since {since} · {_rooms(len(i.behind))} not monitored", "yellow")
+        else:
+            hq = s.points.get(i.cause.removeprefix("gap:"))
+            line.append(f"{hq.name if hq else i.cause}: ", "bold yellow")
+            line.append(f"{_rooms(len(i.behind))} not monitored since {since}", "yellow")
+            reason = i.behind[0].reason if i.behind else ""
+            if reason:
+                line.append(f" · {reason}", "dim")
         line.append_text(acked)
         return _fit(line, width)
     p = i.head

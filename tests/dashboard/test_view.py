@@ -320,3 +320,17 @@ def test_a_short_grid_keeps_the_worst_districts() -> None:
     text = screen(s, 120, 30)
     assert any(line.startswith("Huyện Mỹ Đức") for line in text.splitlines())
     assert "more districts, all up" in text
+
+
+def test_a_district_without_fresh_data_is_one_gap_row() -> None:
+    """Rooms with no fresh data (their probe lost, the broker away) are a gap in monitoring:
+    one row for their district, in the gap's colour, not a row per room."""
+    s = snapshot()
+    for p in s.points.values():
+        if p.district == "dong-anh":
+            p.state, p.cause, p.reason = "unknown", p.id, "no fresh result for 20s"
+    gaps = [i for i in s.incidents() if i.cause == "gap:dong-anh"]
+    assert len(gaps) == 1 and gaps[0].size == 25
+    text = screen(s, 120, 40)
+    assert "Huyện Đông Anh: 25 rooms not monitored since 14:00:00" in text
+    assert sum("not monitored since" in line for line in text.splitlines()) == 1
