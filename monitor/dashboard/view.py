@@ -342,7 +342,14 @@ def _bars(districts: list[DistrictView], width: int, rows: int) -> list[Text]:
             line.append(SYMBOL[st] * w, STYLE[st])
             used += w
         up = counts["up"] + counts["degraded"]
-        line.append(f" {up:>3}/{len(every):<3}", "bold red" if up < len(every) else "")
+        blind = counts["unknown"]
+        if blind == len(every):  # nothing known: a gap in monitoring, not a dead district
+            line.append(f" {'?':>3}/{len(every):<3}", "yellow")
+        else:
+            bad = up + blind < len(every)
+            line.append(
+                f" {up:>3}/{len(every):<3}", "bold red" if bad else ("yellow" if blind else "")
+            )
         cells.append(_fit(line, col_width))
     per_col = -(-len(cells) // cols)
     fits = per_col <= rows

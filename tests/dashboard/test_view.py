@@ -334,3 +334,12 @@ def test_a_district_without_fresh_data_is_one_gap_row() -> None:
     text = screen(s, 120, 40)
     assert "Huyện Đông Anh: 25 rooms not monitored since 14:00:00" in text
     assert sum("not monitored since" in line for line in text.splitlines()) == 1
+
+
+def test_at_80x24_a_district_without_data_is_a_gap_not_zero() -> None:
+    s = snapshot()
+    for p in s.points.values():
+        if p.district == "dong-anh":
+            p.state = "unknown"
+    row = next(line for line in screen(s, 80, 24).splitlines() if "Đông Anh" in line and "?" in line)
+    assert "  ?/25" in row and "0/25" not in row
