@@ -265,13 +265,17 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
         line.append(f" — {p.state} since {since}", style)
         line.append_text(acked)
         if p.state == "degraded":
+            # what crossed first (it carries its figure: "jitter 32 ms > 30 ms"), then the rest
+            if p.reason:
+                line.append(f" · {p.reason}", "")
             figures = [
                 f"rtt {_ms(p.rtt)} ms" if p.rtt is not None else "",
                 f"jitter {_ms(p.jitter)} ms" if p.jitter is not None else "",
                 f"loss {p.loss:.0%}" if p.loss is not None else "",
                 f"MOS {p.mos:.1f}" if p.mos is not None else "",
             ]
-            line.append(" · " + " ".join(f for f in figures if f), "")
+            line.append(" · " + " ".join(f for f in figures if f), "dim")
+            return _fit(line, width)
     if p.reason:
         line.append(f" · {p.reason}", "dim")
     return _fit(line, width)

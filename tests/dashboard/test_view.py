@@ -341,5 +341,14 @@ def test_at_80x24_a_district_without_data_is_a_gap_not_zero() -> None:
     for p in s.points.values():
         if p.district == "dong-anh":
             p.state = "unknown"
-    row = next(line for line in screen(s, 80, 24).splitlines() if "Đông Anh" in line and "?" in line)
+    row = next(
+        line for line in screen(s, 80, 24).splitlines() if "Đông Anh" in line and "?" in line
+    )
     assert "  ?/25" in row and "0/25" not in row
+
+
+def test_a_degraded_room_says_what_crossed_before_its_figures() -> None:
+    s = snapshot()
+    s.points["soc-son.minh-tri"].reason = "sip: 503 Service Unavailable"
+    row = next(line for line in screen(s, 160, 40).splitlines() if "Minh Trí" in line)
+    assert "degraded since 14:00:00 · sip: 503 Service Unavailable · rtt 12 ms" in row
