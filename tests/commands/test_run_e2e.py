@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import aiohttp
@@ -44,13 +45,10 @@ async def test_run_against_the_lab_district_cut(tmp_path: Path) -> None:
             states = (await get_json(s, f"{base}/api/v1/status"))["states"]
             return bool(states["down"] == 1 and states["unreachable"] == 29)
 
-        took = await until(
-            district_down,
-            2 * INTERVAL + 2 * INTERVAL + 5,
-            "Ba Vì down, 29 communes unreachable",
-        )
-        # fail_after cycles of the interval, plus at most one interval for the cut to meet a probe
-        assert took <= 3 * INTERVAL + 3
+        # fail_after cycles of the interval, plus one for the cut to meet a probe: a few
+        # seconds; the bound only guards against a hang on a loaded machine (how fast it is
+        # is measured in bench/bench_alerts.py, not asserted here)
+        await until(district_down, 12 * INTERVAL, "Ba Vì down, 29 communes unreachable")
 
         points = (await get_json(s, f"{base}/api/v1/points?district=ba-vi"))["points"]
         states = {p["id"]: p["state"] for p in points}
@@ -102,13 +100,14 @@ async def test_run_against_the_lab_district_cut(tmp_path: Path) -> None:
         await until(renamed, 10, "reload by SIGHUP")
         assert (await get_json(s, f"{base}/api/v1/points/ba-vi"))["state"] == "down"
 
+        repaired = time.time()
         lab.clear("ba-vi")
-        took = await until(ready, 5 * INTERVAL + 5, "Ba Vì back up")
-        # repaired: all 30 rooms up within recover_after cycles, plus one interval for
-        # the repair to meet a probe and one probe timeout (no yellow from old media:
-        # before, the last media result kept them degraded for up to 30 s); the slack
-        # is for a loaded machine (11.6 s seen once in CI)
+        took = await until(ready, 30 * INTERVAL, "Ba Vì back up")
         print(f"Ba Vì repaired: all up {took:.1f} s after the repair")
-        assert took <= 2 * INTERVAL + INTERVAL + 1.0 + 6.0, took
+        # straight back to up: no room kept yellow by a media result taken during the
+        # outage (they once stayed degraded until the next media cycle, 30 s later)
+        after = (await get_json(s, f"{base}/api/v1/events?district=ba-vi&limit=1000"))["events"]
+        back = [e for e in after if e["at"] >= repaired]
+        assert back and {e["to"] for e in back} == {"up"}, back
     assert '"message": "shutting down"' in run.log()
     assert run.state_db.stat().st_size > 0
