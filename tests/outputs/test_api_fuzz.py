@@ -32,6 +32,8 @@ PATHS = [
     "/api/v1/districts",
     "/api/v1/events",
     "/api/v1/stream",
+    "/api/v1/acks",
+    "/api/v1/notifications",
     "/-/reload",
     "/api/v1/nowhere",
     "*",
