@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import html
 import logging
 import sys
 import time
@@ -92,8 +93,9 @@ def demo_inventory(inv: Inventory, base: IPv4Address = LAB_BASE) -> Inventory:
 
 
 def _print_alert(receiver: str, rendered: Rendered) -> None:
-    """The demo's dry run of an alert: what would be sent, as the chat would show it."""
-    lines = rendered.text.splitlines() or [rendered.summary]
+    """The demo's dry run of an alert: what would be sent, as the chat would show it (the
+    text is escaped for the chat: "&gt;" is what Slack shows as ">")."""
+    lines = html.unescape(rendered.text).splitlines() or [rendered.summary]
     print(f"-- alert to {receiver} (not sent: demo): {lines[0]}", flush=True)
     for line in lines[1:]:
         print(f"   {line}", flush=True)

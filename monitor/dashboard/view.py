@@ -90,8 +90,6 @@ def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[
     counts = Counter(p.state for p in s.points.values()) if s.points else Counter(s.counts)
     counted = len(s.points) - counts["maintenance"]
     readiness = (counts["up"] + counts["degraded"]) / counted if counted > 0 else s.readiness
-    line = Text()
-    line.append(s.name, "bold")
     ready_ok = readiness >= s.readiness_target
     gap = counts["unknown"]
     # points without fresh data are a gap in monitoring, not an outage: when they alone keep
@@ -99,18 +97,33 @@ def _header(s: Snapshot, width: int, now: float, tz: zoneinfo.ZoneInfo) -> list[
     known = counted - gap
     outage_ok = known <= 0 or (counts["up"] + counts["degraded"]) / known >= s.readiness_target
     style = "bold green" if ready_ok else ("bold yellow" if outage_ok and gap else "bold red")
-    line.append(
-        f"   readiness {readiness:.1%} (target {s.readiness_target:.0%}) {'✔' if ready_ok else '✖'}",
-        style,
-    )
     down = counts["down"] + counts["unreachable"]
-    if down:
-        line.append(f"   {down} room{'s' if down != 1 else ''} down", "bold red")
-    if gap:
-        line.append(f"   ? {gap} not monitored (no fresh data)", "bold yellow")
-    if s.broker_error:
-        line.append(f"   ⚠ no results: {printable(s.broker_error, 80)}", "bold yellow")
-    line.truncate(max(10, width - right.cell_len), overflow="ellipsis", pad=True)
+    room = width - right.cell_len
+
+    def build(compact: bool) -> Text:
+        line = Text()
+        mark = "✔" if ready_ok else "✖"
+        target = f"{s.readiness_target:.0%}"
+        if compact:  # the facts first, the conference's name last
+            line.append(f"ready {readiness:.1%} {mark} (≥{target})", style)
+        else:
+            line.append(s.name, "bold")
+            line.append(f"   readiness {readiness:.1%} (target {target}) {mark}", style)
+        if down:
+            line.append(f"   {down} room{'s' if down != 1 else ''} down", "bold red")
+        if gap:
+            gap_text = f"? {gap} not monitored" + ("" if compact else " (no fresh data)")
+            line.append(f"   {gap_text}", "bold yellow")
+        if s.broker_error:
+            line.append(f"   ⚠ no results: {printable(s.broker_error, 80)}", "bold yellow")
+        if compact:
+            line.append(f"   {s.name}", "bold")
+        return line
+
+    line = build(compact=False)
+    if line.cell_len > room:  # a narrow screen: rooms down must not be what is cut off
+        line = build(compact=True)
+    line.truncate(max(10, room), overflow="ellipsis", pad=True)
     line.append_text(right)
     tally = Text()
     for state in LEGEND:

@@ -21,6 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from monitor.inventory import load_inventory
 from monitor.lab.scenario import SCENARIO_DIR
 from tests.helpers import CONFIGS, ROOT, free_port, require_binary
@@ -276,3 +278,15 @@ def test_scenario_with_an_unknown_point_names_file_and_line(tmp_path: Path) -> N
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"{scenario}:4: ")
     assert "'ba-vii' matches no point" in lines[0]
+
+
+def test_the_printed_alert_reads_as_the_chat_shows_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's receiver speaks Slack, whose text escapes <, > and &: the dry run prints
+    what the chat would show ("jitter 35 ms > 30 ms"), not the escapes."""
+    from monitor.alerts.formats import Rendered
+    from monitor.commands.demo import _print_alert
+
+    text = "🟡 SỰ CỐ · Huyện Sóc Sơn\n   • Xã Minh Trí: jitter 35 ms &gt; 30 ms &amp; loss &lt;1%"
+    _print_alert("demo", Rendered(b"", "application/json", "x", text))
+    out = capsys.readouterr().out
+    assert "jitter 35 ms > 30 ms & loss <1%" in out and "&gt;" not in out

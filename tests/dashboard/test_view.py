@@ -352,3 +352,11 @@ def test_a_degraded_room_says_what_crossed_before_its_figures() -> None:
     s.points["soc-son.minh-tri"].reason = "sip: 503 Service Unavailable"
     row = next(line for line in screen(s, 160, 40).splitlines() if "Minh Trí" in line)
     assert "degraded since 14:00:00 · sip: 503 Service Unavailable · rtt 12 ms" in row
+
+
+def test_a_narrow_header_keeps_the_rooms_down() -> None:
+    """At 80 columns the conference's long name goes last, so the count of rooms down is
+    never what gets cut off."""
+    first = screen(snapshot(), 80, 24).splitlines()[0]
+    assert first.startswith("ready 93.1% ✖ (≥98%)   31 rooms down")
+    assert "readiness 93.1% (target 98%)" in screen(snapshot(), 120, 40).splitlines()[0]
