@@ -68,6 +68,19 @@ def _cell(state: str) -> tuple[str, str]:
     return SYMBOL.get(state, "?"), STYLE.get(state, "dim")
 
 
+def _figures(
+    rtt: float | None, jitter: float | None, loss: float | None, mos: float | None, mos_digits: int
+) -> str:
+    """The figures that were measured, with their units: "rtt 12 ms jitter 2 ms loss 0%"."""
+    parts = [
+        f"rtt {_ms(rtt)} ms" if rtt is not None else "",
+        f"jitter {_ms(jitter)} ms" if jitter is not None else "",
+        f"loss {loss:.0%}" if loss is not None else "",
+        f"MOS {mos:.{mos_digits}f}" if mos is not None else "",
+    ]
+    return " ".join(p for p in parts if p)
+
+
 def _styled(text: str, style: str) -> Text:
     """``text`` in ``style``, as a span: a Text built with a style of its own would lend it
     to everything appended after (a reverse-video name would cover its whole row)."""
@@ -281,13 +294,7 @@ def _incident_line(s: Snapshot, i: Incident, tz: zoneinfo.ZoneInfo, width: int) 
             # what crossed first (it carries its figure: "jitter 32 ms > 30 ms"), then the rest
             if p.reason:
                 line.append(f" · {p.reason}", "")
-            figures = [
-                f"rtt {_ms(p.rtt)} ms" if p.rtt is not None else "",
-                f"jitter {_ms(p.jitter)} ms" if p.jitter is not None else "",
-                f"loss {p.loss:.0%}" if p.loss is not None else "",
-                f"MOS {p.mos:.1f}" if p.mos is not None else "",
-            ]
-            line.append(" · " + " ".join(f for f in figures if f), "dim")
+            line.append(" · " + _figures(p.rtt, p.jitter, p.loss, p.mos, 1), "dim")
             return _fit(line, width)
     if p.reason:
         line.append(f" · {p.reason}", "dim")
@@ -504,15 +511,9 @@ def _detail_screen(
         lines.append(Text())
         lines.append(Text(" Probes (latest result)", "bold"))
     for r in probes:
-        line = Text(f" {'✔' if r.ok else '✖'} {r.probe:<6}", "green" if r.ok else "bold red")
+        line = _styled(f" {'✔' if r.ok else '✖'} {r.probe:<6}", "green" if r.ok else "bold red")
         line.append(f" {_clock(r.at, tz)} ", "dim")
-        figures = [
-            f"rtt {_ms(r.rtt)} ms" if r.rtt is not None else "",
-            f"jitter {_ms(r.jitter)} ms" if r.jitter is not None else "",
-            f"loss {r.loss:.0%}" if r.loss is not None else "",
-            f"MOS {r.mos:.2f}" if r.mos is not None else "",
-        ]
-        line.append(" ".join(f for f in figures if f))
+        line.append(_figures(r.rtt, r.jitter, r.loss, r.mos, 2))
         phases = " ".join(
             f"{name} {'-' if sec is None else f'{sec * 1000:.0f}'}ms{'' if ok else '✖'}"
             for name, ok, sec in r.phases
