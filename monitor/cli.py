@@ -83,7 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     one line (``confmon: cannot write standard output (/dev/full): No space left
     on device``, exit 1); a reader that closed the pipe (``| head -1``) ends the
     command quietly with :data:`CLOSED_PIPE_EXIT`.
+
+    ``argv`` None is the program itself (``confmon ...``): a service whose exit hangs
+    after it stopped is then ended (:mod:`monitor.exiting`); a call with ``argv``
+    (another program, the tests) never ends the process.
     """
+    if argv is None:  # the program itself, not a call from another one (the tests)
+        from monitor.exiting import own_process
+
+        own_process()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     with _checked_stdout():

@@ -7,6 +7,7 @@ slow or stuck stderr (a full pipe, a paused terminal) never blocks the event loo
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -15,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["setup_logging"]
+__all__ = ["flush_logs", "setup_logging"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -58,3 +59,10 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def flush_logs() -> None:
+    """Write out what is queued now (before an exit that skips the interpreter's own)."""
+    if _listener is not None:
+        with contextlib.suppress(AttributeError):  # stopped already
+            _listener.stop()

@@ -71,8 +71,7 @@ def _buffer(text: str) -> int:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from monitor.exiting import run_service
     from monitor.inventory import load_inventory
     from monitor.logs import setup_logging
     from monitor.transport.agent import AgentOptions
@@ -97,7 +96,7 @@ def _handle(args: argparse.Namespace) -> int:
     )
     setup_logging(args.log_format, args.log_level)
     with suggest_no_icmp():
-        return asyncio.run(run_agent(opts))
+        return run_service(run_agent(opts))
 
 
 def add_parser(sub: Subparsers) -> None:

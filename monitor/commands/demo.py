@@ -42,6 +42,7 @@ from monitor.commands.dashboard import add_bell_options, bell_from
 from monitor.core.service import Monitor
 from monitor.dashboard.bell import Bell
 from monitor.errors import UsageError
+from monitor.exiting import run_service
 from monitor.inventory import Inventory, load_inventory
 from monitor.lab.addresses import LAB_BASE, lab_inventory
 from monitor.lab.impairment import Impairment
@@ -245,7 +246,7 @@ def _handle(args: argparse.Namespace) -> int:
     )
     if not opts.config.exists():
         raise UsageError(f"{opts.config} not found; run from a confmon checkout or pass -c FILE")
-    return asyncio.run(run_demo(opts))
+    return run_service(run_demo(opts))
 
 
 def add_parser(sub: Subparsers) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.commands.argtypes import port_number, whole_number
 from monitor.commands.common import add_lab_base_option, parse_lab_base
 from monitor.errors import ConfmonError, UsageError
+from monitor.exiting import run_service
 from monitor.inventory import Inventory
 from monitor.lab.impairment import Impairment
 
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     impairments = parse_impair_options(args.impair, inv)
     if args.write_inventory:
         _write_inventory(inv, args.write_inventory, args.force, args.config)
-    return asyncio.run(_serve(inv, impairments, args))
+    return run_service(_serve(inv, impairments, args))
 
 
 def _write_inventory(inv: Inventory, output: str, force: bool, source: str) -> None:

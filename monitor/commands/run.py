@@ -100,8 +100,7 @@ async def run_monitor(inv: Inventory, opts: RunOptions) -> int:
 
 def serve_from_args(args: argparse.Namespace, broker: BrokerConfig | None = None) -> int:
     """``confmon run`` (``broker`` None) or ``confmon server``, from their parsed options."""
-    import asyncio
-
+    from monitor.exiting import run_service
     from monitor.inventory import load_inventory
     from monitor.logs import setup_logging
 
@@ -124,7 +123,7 @@ def serve_from_args(args: argparse.Namespace, broker: BrokerConfig | None = None
         broker=broker,
     )
     setup_logging(args.log_format, args.log_level)
-    return asyncio.run(run_monitor(inv, opts))
+    return run_service(run_monitor(inv, opts))
 
 
 def _handle(args: argparse.Namespace) -> int:

@@ -5,13 +5,14 @@ An acknowledgement names an incident by its cause (the point where the trouble i
 cause is up again (or in maintenance), or no point waits on the agent any more, it lapses
 by itself, so the next incident of the same cause is news again. While it holds, alert
 reminders for it stop (:mod:`monitor.alerts.grouping`) and the screens show who
-acknowledged it and when. Acknowledgements live in memory: after a restart reminders
-resume until someone acknowledges again.
+acknowledged it and when. They are kept in the event log's database (table ``acks``),
+so a restart in the middle of an incident does not bring its reminders back; one whose
+incident ended while confmon was stopped lapses at the first look after the restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from monitor.core.events import State
@@ -59,6 +60,12 @@ class Acks:
         ack = Ack(cause, by[:BY_LIMIT], now)
         self._acks[cause] = ack
         return ack
+
+    def restore(self, saved: Iterable[Ack]) -> None:
+        """Take the acknowledgements kept before a restart (those that lapsed meanwhile go
+        at the next :meth:`active`)."""
+        for ack in saved:
+            self._acks[ack.cause] = ack
 
     def active(self) -> list[Ack]:
         """The acknowledgements that still hold, oldest first (lapsed ones are dropped)."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor.core.acks import Acks
+from monitor.core.acks import Ack, Acks
 from monitor.core.events import EventStream, LiveSubscription
 from monitor.core.health import Event, HealthModel
 from monitor.core.ingest import Ingest
@@ -88,6 +88,7 @@ class Monitor:
         )
         saved = await self.eventlog.last_states()
         self.model.restore(saved, time.time(), await self.eventlog.last_causes())
+        self.acks.restore(Ack(*row) for row in await self.eventlog.acks())
         if saved:
             log.info("resumed %d point states from %s", len(saved), self.state_db)
         self.events = EventStream(self.eventlog, on_crash=self._writer_crashed)
@@ -233,6 +234,22 @@ class Monitor:
     def unsubscribe(self, sub: LiveSubscription) -> None:
         if self.events is not None:
             self.events.unsubscribe(sub)
+
+    async def acknowledge(self, cause: str, by: str, now: float) -> Ack:
+        """Acknowledge the incident of ``cause`` (:class:`NotInTrouble` if there is none)
+        and keep the acknowledgements in the event log, so that a restart keeps them."""
+        ack = self.acks.add(cause, by, now)
+        if self.eventlog is not None:
+            try:
+                await self.eventlog.keep_acks([(a.cause, a.by, a.at) for a in self.acks.active()])
+            except LogUnavailable as exc:
+                log.warning(
+                    "the acknowledgement of %s holds, but only until confmon stops: the event "
+                    "log could not keep it (%s)",
+                    printable(cause, 80),
+                    exc,
+                )
+        return ack
 
     def summary(self) -> dict[str, Any]:
         """The city-wide summary the API, the stream and the dashboard show."""

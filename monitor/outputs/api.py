@@ -553,7 +553,7 @@ async def acknowledge(request: web.Request) -> web.Response:
         return _error(400, '"by" must be a string (who acknowledges)')
     m = request.app[MONITOR]
     try:
-        ack = m.acks.add(cause, printable(by.strip(), 60) or "operator", time.time())
+        ack = await m.acknowledge(cause, printable(by.strip(), 60) or "operator", time.time())
     except NotInTrouble:
         known = cause in m.model.points or cause.startswith("agent:")
         why = "has no incident going on" if known else "is not a point of the inventory"

@@ -128,6 +128,11 @@ CREATE TABLE IF NOT EXISTS last_state (
     reason TEXT NOT NULL,
     cause TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS acks (
+    cause TEXT PRIMARY KEY,
+    by TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 #: columns added since the first release, for logs written by an older confmon
@@ -889,6 +894,20 @@ class EventLog:
             lambda db: db.execute("SELECT point, cause FROM last_state").fetchall()
         )
         return {p: cause for p, cause in rows if cause}
+
+    async def acks(self) -> list[tuple[str, str, float]]:
+        """The acknowledgements kept: (cause, by, at)."""
+        rows = await self._read(lambda db: db.execute("SELECT cause, by, at FROM acks").fetchall())
+        return [(str(c), str(b), float(a)) for c, b, a in rows]
+
+    async def keep_acks(self, acks: Sequence[tuple[str, str, float]]) -> None:
+        """Replace the acknowledgements kept with ``acks`` (cause, by, at), in one commit."""
+
+        def replace(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM acks")
+            db.executemany("INSERT INTO acks (cause, by, at) VALUES (?, ?, ?)", acks)
+
+        await self.write(replace)
 
     async def last_states(self) -> dict[str, tuple[State, float, str]]:
         """Each point's last recorded state: point -> (state, since, reason)."""

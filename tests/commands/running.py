@@ -80,9 +80,19 @@ class Running:
         return self.log_path.read_text(encoding="utf-8")
 
     async def stop(self, sig: int = signal.SIGTERM, within: float = 20.0) -> int:
+        """Signal the process and wait ``within`` seconds for its exit code; one that is
+        still there then is killed (nothing outlives its test) and fails the test."""
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
-        self.exit_code = await asyncio.wait_for(self.proc.wait(), within)
+        try:
+            self.exit_code = await asyncio.wait_for(self.proc.wait(), within)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(
+                f"{self.log_path.stem} did not end within {within:g}s of signal {sig}:\n"
+                + self.log()[-2000:]
+            ) from None
         return self.exit_code
 
 

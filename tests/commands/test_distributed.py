@@ -81,12 +81,21 @@ class Agents:
         return (self.tmp_path / f"{agent}.log").read_text(encoding="utf-8")
 
     async def stop_all(self) -> None:
-        for agent, proc in self.procs.items():
+        """SIGTERM to every agent at once; one that has not ended within 30 s is killed
+        (so that nothing outlives the test) and fails it with the end of its log."""
+        running = {a: p for a, p in self.procs.items() if p.returncode is None}
+        for proc in running.values():
+            proc.send_signal(signal.SIGTERM)
+        codes = await asyncio.gather(
+            *(asyncio.wait_for(p.wait(), 30) for p in running.values()), return_exceptions=True
+        )
+        for proc in running.values():
             if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                code = await asyncio.wait_for(proc.wait(), 30)
-                assert code == 0, self.log(agent)[-2000:]
-                assert "Traceback" not in self.log(agent)
+                proc.kill()
+                await proc.wait()
+        for (agent, _), code in zip(running.items(), codes, strict=True):
+            assert code == 0, f"{agent}: {code!r}\n" + self.log(agent)[-2000:]
+            assert "Traceback" not in self.log(agent)
 
 
 @contextlib.asynccontextmanager
@@ -112,9 +121,11 @@ async def distributed(
                     await agents.start(a, marked=a in marked)
                 yield server, agents, broker
             finally:
-                await agents.stop_all()
-                code = await server.stop(within=30)
-                await server.session.close()
+                try:
+                    await agents.stop_all()
+                finally:
+                    code = await server.stop(within=30)
+                    await server.session.close()
                 assert code == 0, server.log()[-3000:]
                 assert "Traceback" not in server.log()
 

@@ -231,6 +231,40 @@ async def test_restart_resumes_states_without_new_events(tmp_path: Path) -> None
         await second.stop()
 
 
+async def test_an_acknowledgement_outlives_a_restart_but_not_its_incident(tmp_path: Path) -> None:
+    """Acknowledged, then confmon restarts during the outage: still acknowledged (no
+    reminders come back); restarted after the cause recovered: lapsed."""
+    config = tmp_path / "test.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    db = tmp_path / "ev.sqlite3"
+
+    async def restarted() -> Monitor:
+        m = Monitor(load_inventory(config), state_db=db)
+        await m.start()
+        return m
+
+    first = await restarted()
+    feed_district_down(first)
+    ack = await first.acknowledge("ba-vi", "NOC Hà Nội", time.time())
+    await first.stop()
+    second = await restarted()
+    try:
+        assert second.acks.active() == [ack]
+        assert second.summary()["acks"] == [ack.json()]
+        now = time.time() + 20
+        for step in range(3):
+            at = now + 5 * step
+            for pid in ("ba-vi", "ba-vi.tan-linh", "ba-vi.ba-trai"):
+                feed(second, pid, [good("icmp", at, rtt=0.01, loss=0.0), good("sip", at)], at)
+    finally:
+        await second.stop()
+    third = await restarted()
+    try:
+        assert third.acks.active() == []
+    finally:
+        await third.stop()
+
+
 async def test_dashboard_snapshot_from_a_running_monitor(api: Api, tmp_path: Path) -> None:
     """`confmon dashboard --snapshot` attaches to the API and writes one frame as SVG and text."""
     feed_district_down(api.monitor)
