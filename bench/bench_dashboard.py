@@ -7,7 +7,8 @@ Three measurements:
    (truecolor, forced terminal) into an ``io.StringIO``, i.e. everything the
    dashboard does per refresh except the write to the tty. The Snapshot is the
    Hanoi inventory (``configs/hanoi.yaml``) with Ba Vì's headquarters down, its 29
-   communes unreachable, a few points down or degraded and 50 events, as
+   communes unreachable, a few points down or degraded and the 1,000 events the
+   screen keeps (the 450 first results, then changes), as
    ``tests/dashboard/test_view.py`` builds it. **The peer**, in the same run and
    interleaved frame by frame so that load hits both alike: the same data laid out
    the way rich invites one to write it, with ``rich.table.Table`` (a table of
@@ -67,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor.dashboard.app import run_dashboard  # noqa: E402
-from monitor.dashboard.model import DistrictView, PointView, Snapshot  # noqa: E402
+from monitor.dashboard.model import EVENTS_KEPT, DistrictView, PointView, Snapshot  # noqa: E402
 from monitor.dashboard.view import LABEL, LEGEND, STYLE, SYMBOL, render  # noqa: E402
 from monitor.inventory import load_inventory  # noqa: E402
 
@@ -80,7 +81,7 @@ TZ = "Asia/Ho_Chi_Minh"
 
 
 def snapshot() -> Snapshot:
-    """450 Hanoi points: Ba Vì HQ down and its communes unreachable, a few others bad, 50 events."""
+    """450 Hanoi points: Ba Vì HQ down and its communes unreachable, a few others bad, a full event list."""
     inv = load_inventory(HANOI)
     s = Snapshot(name=inv.settings.name, url="http://127.0.0.1:9108", connected=True)
     s.last_message = NOW - 0.5
@@ -111,10 +112,23 @@ def snapshot() -> Snapshot:
     for pid in ("soc-son.minh-tri", "soc-son.minh-phu", "soc-son.phu-linh"):
         s.points[pid].state = "degraded"
         s.points[pid].mos = 3.1
-    events: list[dict[str, Any]] = []
-    for i, p in enumerate(list(inv.points.values())[:50]):
+    # as many events as the screen keeps (EVENTS_KEPT): the 450 first results, then changes
+    points = list(inv.points.values())
+    events: list[dict[str, Any]] = [
+        {"point": p.id, "from": "unknown", "to": "up", "at": NOW - 3600, "reason": ""}
+        for p in points
+    ]
+    for i in range(EVENTS_KEPT - len(points)):
+        p = points[i * 7 % len(points)]
+        bad = i % 2 == 0
         events.append(
-            {"point": p.id, "from": "up", "to": "degraded", "at": NOW - 600 + i, "reason": "rtt"}
+            {
+                "point": p.id,
+                "from": "up" if bad else "degraded",
+                "to": "degraded" if bad else "up",
+                "at": NOW - 1800 + 3 * i,
+                "reason": "rtt",
+            }
         )
     for e in events:
         s.events.append(e)

@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from monitor.dashboard.model import BadAnswer, Snapshot
+from monitor.dashboard.model import EVENTS_KEPT, BadAnswer, Snapshot
 from monitor.errors import ConfmonError
 from monitor.text import printable
 
@@ -99,7 +99,7 @@ async def _full_read(session: aiohttp.ClientSession, base: str, snap: Snapshot) 
         # first connect: the recent history, then the stream from its newest id; after a
         # reconnect the stream replays what was missed (Last-Event-ID), so the list
         # neither loses nor repeats an event
-        events = await _get(session, f"{base}/api/v1/events?limit=50")
+        events = await _get(session, f"{base}/api/v1/events?limit={EVENTS_KEPT}")
         snap.apply_events(_field(events, "events"))
 
 

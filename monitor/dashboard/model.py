@@ -250,6 +250,8 @@ class EventGroup:
 
 #: reads of the points kept per point for the sparklines (one every few seconds)
 HISTORY = 120
+#: state changes the screen keeps (the most the events API gives in one answer)
+EVENTS_KEPT = 1000
 
 #: changes of one cause this close to the group's first are shown with it (seconds): a cut
 #: district's rooms are judged over a cycle or two after their headquarters
@@ -269,7 +271,9 @@ class Snapshot:
     agents: dict[str, bool] = field(default_factory=dict)
     #: a server's: why results are not arriving (its broker is unreachable), else None
     broker_error: str | None = None
-    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
+    #: enough for a burst of several districts at once, with the 450 first results before
+    #: it, to stay whole: an outage's row counts every room it took
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     connected: bool = False
     error: str = ""
     last_message: float = 0.0  # wall time of the last message from the server

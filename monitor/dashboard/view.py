@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import textwrap
 import time
 import zoneinfo
 from collections import Counter
@@ -51,6 +52,8 @@ LABEL = {
 }
 LEGEND = tuple(SYMBOL)
 STALE_AFTER = 5.0  # seconds without a message before the banner shows
+#: columns the incident and event lists keep before a wide screen adds the detail pane
+ATTENTION_WIDTH = 88
 
 
 def _ms(v: float | None) -> str:
@@ -469,9 +472,12 @@ def _detail_screen(
     lines = [_fit(title, width), Text()]
 
     def row(label: str, value: str, value_style: str = "") -> None:
-        line = Text(f" {label:<9}", "bold")
-        line.append(value, value_style)
-        lines.append(_fit(line, width))
+        # a long value (a reason) goes on over the next lines: a narrow pane cuts nothing
+        parts = textwrap.wrap(value, max(20, width - 10), max_lines=3, placeholder=" …") or [""]
+        for n, part in enumerate(parts):
+            line = Text(f" {label if n == 0 else '':<9}", "bold")
+            line.append(part, value_style)
+            lines.append(_fit(line, width))
 
     row("state", f"{p.state} since {_clock(p.since, tz)} ({_ago(now - p.since)} ago)", style)
     row("reason", p.reason or "-")
@@ -578,7 +584,8 @@ def render(
     if width >= 100 and height >= 30 and width - grid_width >= 42:
         side = width - grid_width - 2
         # a wide screen also shows the worst incident's detail in a pane of its own
-        pane = min(64, side // 2) if side >= 120 else 0
+        # the lists keep room for a whole row (a name with its district, since, the reason)
+        pane = min(64, side - ATTENTION_WIDTH) if side - ATTENTION_WIDTH >= 40 else 0
         if pane:
             side -= pane + 2
         left = _grid(districts, name_width, body_rows - 1, count_width)
