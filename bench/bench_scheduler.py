@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ from monitor.core.health import HealthModel, State  # noqa: E402
 from monitor.core.scheduler import Scheduler, SchedulerStats  # noqa: E402
 from monitor.inventory import Inventory, Point  # noqa: E402
 from monitor.inventory.synthetic import FULL_PROFILE, synthetic_inventory  # noqa: E402
+from monitor.loops import new_event_loop  # noqa: E402
 from monitor.probes import icmp  # noqa: E402
 from monitor.probes.base import ProbeContext, ProbeResult  # noqa: E402
 
@@ -499,6 +500,12 @@ def main() -> None:
         metavar="MS",
         help="experiment: prctl(PR_SET_TIMERSLACK) for the probing process",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("default", "asyncio", "uvloop"),
+        default="default",
+        help="event loop of the probing process (default: what confmon run picks)",
+    )
     parser.add_argument("--lab-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lab_child:
@@ -530,13 +537,26 @@ def main() -> None:
             case, describe=f"{case.describe}, timer slack {args.timer_slack:g} ms"
         )
     try:
-        m = asyncio.run(measure(inv, args.warmup, args.seconds, labs, args.cprofile))
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            loop_name = type(runner.get_loop()).__module__
+            case = dataclasses.replace(case, describe=f"{case.describe}, loop {loop_name}")
+            m = runner.run(measure(inv, args.warmup, args.seconds, labs, args.cprofile))
         gap = args.fping_gap or fping_gap_ms(points)
         peer = fping_cycles([p.host for p in inv.points.values()], args.peer_seconds, gap)
         report(case, m, peer, labs)
         print(f"load average at the end {loadavg()}")
     finally:
         stop_labs(labs)
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return new_event_loop
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ from monitor.probes.net import (
     describe_oserror,
     enable_receive_timestamps,
     resolve,
+    set_buffer,
 )
 from monitor.probes.spec import ProbeSpec
 
@@ -100,8 +101,6 @@ _ECHO_REPLY: Final[dict[int, int]] = {socket.AF_INET: 0, socket.AF_INET6: 129}
 _SOL_RAW: Final = 255
 _ICMP_FILTER: Final = 1
 _ICMP6_FILTER: Final = 1
-_SO_SNDBUFFORCE: Final = 32
-_SO_RCVBUFFORCE: Final = 33
 _IP_RECVTTL: Final = 12
 
 # A burst of 10,000 targets answers faster than a busy loop reads; the replies wait in
@@ -550,8 +549,8 @@ def _open_socket(family: int, raw: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_RAW if raw else socket.SOCK_DGRAM, proto)
     try:
         sock.setblocking(False)
-        _set_buffer(sock, socket.SO_RCVBUF, _SO_RCVBUFFORCE, _RCVBUF)
-        _set_buffer(sock, socket.SO_SNDBUF, _SO_SNDBUFFORCE, _SNDBUF)
+        set_buffer(sock, socket.SO_RCVBUF, _RCVBUF)
+        set_buffer(sock, socket.SO_SNDBUF, _SNDBUF)
         if raw and family == socket.AF_INET:
             # struct icmp_filter: a bit set drops that ICMP type. Keep echo replies only.
             sock.setsockopt(_SOL_RAW, _ICMP_FILTER, struct.pack("@I", 0xFFFF_FFFF ^ 1 << 0))
@@ -571,19 +570,6 @@ def _open_socket(family: int, raw: bool) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _set_buffer(sock: socket.socket, option: int, force: int, size: int) -> None:
-    # The FORCE variants (root / CAP_NET_ADMIN) may exceed net.core.[rw]mem_max; without
-    # them the kernel silently caps the plain option at that maximum, which is the best
-    # an unprivileged process can get.
-    if LINUX_GENERIC:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-            return
-        except OSError:
-            pass
-    sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
 def _permission_message(modes: tuple[bool, ...]) -> str:

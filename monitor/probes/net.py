@@ -41,6 +41,7 @@ __all__ = [
     "enable_receive_timestamps",
     "kernel_stamp_ns",
     "resolve",
+    "set_buffer",
 ]
 
 Address = tuple[int, tuple[str, int] | tuple[str, int, int, int]]
@@ -118,6 +119,26 @@ async def resolve(host: str, port: int, socktype: int) -> list[Address]:
     if not seen:
         raise socket.gaierror(socket.EAI_NONAME, "no IPv4 or IPv6 address")
     return seen
+
+
+#: the FORCE variants of SO_SNDBUF and SO_RCVBUF (Linux; root or CAP_NET_ADMIN)
+_FORCE: Final = {socket.SO_SNDBUF: 32, socket.SO_RCVBUF: 33}
+
+
+def set_buffer(sock: socket.socket, option: int, size: int) -> None:
+    """Set ``sock``'s send or receive buffer (``SO_SNDBUF``/``SO_RCVBUF``) to ``size`` bytes.
+
+    The FORCE variants may exceed net.core.[rw]mem_max; without the privilege they need,
+    the kernel silently caps the plain option at that maximum, which is the best an
+    unprivileged process can get.
+    """
+    if LINUX_GENERIC:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _FORCE[option], size)
+            return
+        except OSError:
+            pass
+    sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
 def enable_receive_timestamps(sock: socket.socket) -> bool:

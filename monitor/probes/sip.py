@@ -30,13 +30,18 @@ What a caller may rely on:
   receive timestamp (``SO_TIMESTAMPNS``, carried to the monotonic clock as the ICMP
   engine does), so a busy event loop does not show as network delay; where the kernel
   gives no stamp, the arrival is when the loop read the datagram.
-* **UDP** uses one connected, non-blocking datagram socket per probe, read with
-  ``loop.add_reader`` and ``recvmsg`` (no asyncio transport: about half the set-up cost,
-  see docs/benchmarks.md), so the kernel drops datagrams from any other address and
-  reports ICMP port unreachable as ``ConnectionRefusedError``: the probe then fails at
-  once with ``"port unreachable"`` instead of waiting out the deadline. A send the kernel
-  refuses for want of buffer space (``EAGAIN``, ``ENOBUFS``) is not counted as sent and is
-  tried again when Timer E next fires; the probe never blocks. Retransmission follows the
+* **UDP** goes through the process's :class:`SipEngine` (one per
+  :class:`~monitor.probes.base.ProbeContext`): one non-blocking datagram socket per
+  address family and local address, shared by every SIP probe like the ICMP engine's,
+  read with ``loop.add_reader`` and ``recvmsg`` (no asyncio transport). The socket is not
+  connected: a response is matched to its transaction by its top Via branch, then Call-ID
+  and CSeq, not by the address it came from (a clustered SBC may answer from another
+  one). ``IP_RECVERR`` queues each ICMP error with the start of the request that caused
+  it; the branch quoted there names the probe, which then fails at once with ``"port
+  unreachable"`` (or ``"host unreachable"``) instead of waiting out the deadline. A
+  send the kernel refuses for want of buffer space (``EAGAIN``, ``ENOBUFS``) is not
+  counted as sent and is tried again when Timer E next fires; the probe never blocks.
+  Retransmission follows the
   RFC 3261 §17.1.2.2 *non-INVITE* client transaction (Timer E, not the INVITE Timer A):
   resend after T1 = 0.5 s, doubling the interval up to T2 = 4 s (sends at 0, 0.5, 1.5,
   3.5, 7.5, 11.5 s, ...); once a provisional (1xx) response has arrived (Proceeding state)
@@ -45,28 +50,31 @@ What a caller may rely on:
 * **TCP** connects, sends once (a reliable transport never retransmits), and reads
   responses framed by ``Content-Length`` from the stream, at most 64 KiB in all.
 * Responses whose Call-ID, CSeq (``1 OPTIONS``) or top Via branch differ from the
-  request's, and datagrams that do not parse as a SIP response, are ignored and counted in
-  ``details["strays"]``.
+  request's, and datagrams that do not parse as a SIP response, are ignored; those from
+  the address probed are counted in ``details["strays"]`` (the engine counts the rest).
 * Phases: ``resolve``, (tcp: ``connect``), ``send``, ``response``. ``details``:
   ``transport``, ``address``, ``port``, ``local``, ``status``, ``reason``, ``server``,
   ``user_agent``, ``retransmissions``, ``provisional`` (1xx codes seen, in order),
   ``strays``, ``rtt_last_send``, ``notes``.
-* Sockets are closed before the probe returns, also when it is cancelled.
+* A TCP probe closes its socket before it returns, also when it is cancelled; the UDP
+  engine's sockets close with the context.
 
 Why hand-written: the Python SIP stacks (PJSIP's pjsua2 bindings, the unmaintained
 aiosip) are full user agents with their own transport and dialog management. A keepalive
 needs one request, one matching rule and a tolerant response parser; owning those keeps
-the deadline and every socket's lifetime in the probe's hands, which 450 concurrent
-probes need. :func:`parse_response` is a pure function that never raises on any input.
+the deadline in the probe's hands and lets 10,000 probes share one socket, which a stack
+with its own transport per user agent cannot. :func:`parse_response` is a pure function that never raises on any input.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import re
 import secrets
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Final, Literal
@@ -83,6 +91,7 @@ from monitor.probes.net import (
     describe_oserror,
     enable_receive_timestamps,
     resolve,
+    set_buffer,
 )
 from monitor.probes.spec import ProbeSpec, timeout_deadline
 
@@ -91,9 +100,11 @@ __all__ = [
     "SPEC",
     "T1",
     "T2",
+    "SipEngine",
     "SipResponse",
     "SipSettings",
     "build_options",
+    "engine",
     "parse_response",
     "probe",
     "split_message",
@@ -331,9 +342,17 @@ class _Exchange:
     def accept(self, data: bytes, ends: frozenset[int] | None, arrived: float) -> bool:
         """Take one message that arrived at ``arrived`` (monotonic); True if it ends the probe."""
         response = parse_response(data)
+        if response is None:
+            self.strays += 1
+            return False
+        return self.accept_response(response, ends, arrived)
+
+    def accept_response(
+        self, response: SipResponse, ends: frozenset[int] | None, arrived: float
+    ) -> bool:
+        """:meth:`accept` for a message parsed already."""
         if (
-            response is None
-            or response.header("call-id") != self.call_id
+            response.header("call-id") != self.call_id
             or response.cseq != (1, "OPTIONS")
             or response.top_via_branch != self.branch
         ):
@@ -350,48 +369,57 @@ class _UdpTransaction:
     """The RFC 3261 §17.1.2.2 non-INVITE client transaction, minus Timer F and K.
 
     Timer E drives retransmission; :attr:`done` resolves on the ending response or fails
-    with the socket error (ICMP port/host unreachable) that makes waiting pointless.
-    :meth:`stop` removes the reader and disarms the timer; the caller closes the socket.
+    with the ICMP error (port or host unreachable) that makes waiting pointless. Its
+    datagrams go out and come back through the engine's shared :class:`_Port`, which
+    hands it the responses carrying its branch. :meth:`stop` leaves the port and
+    disarms the timer; idempotent.
     """
 
     def __init__(
         self,
-        sock: socket.socket,
+        port: _Port,
         exchange: _Exchange,
         ends: frozenset[int] | None,
         target: tuple[object, ...],
     ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._sock = sock
-        self._target = target
-        self._fd = sock.fileno()
+        self._loop = port.loop
+        self._port = port
+        self.target = target
         self._exchange = exchange
         self._ends = ends
         self._request = b""
         self._interval = T1
         self._timer: asyncio.TimerHandle | None = None
-        self._reading = False
         self.done: asyncio.Future[None] = self._loop.create_future()
 
     def start(self, request: bytes) -> None:
-        """Start reading, send the request and arm Timer E at T1."""
+        """Join the port under the request's branch, send it and arm Timer E at T1."""
         self._request = request
-        self._loop.add_reader(self._fd, self._on_readable)
-        self._reading = True
+        self._port.pending[self._exchange.branch] = self
+        self._port.peers[self.target[:2]] = self
         self._send()
         if not self.done.done():
             self._timer = self._loop.call_later(T1, self._timer_e)
 
-    def _send(self) -> None:
+    def _send(self, again: bool = True) -> None:
         sent_at = time.monotonic()  # taken before the send: the RTT never understates
         try:
-            self._sock.sendto(self._request, self._target)
+            self._port.sock.sendto(self._request, self.target)
         except (BlockingIOError, InterruptedError):
             return  # send buffer full: not sent, Timer E tries again
         except OSError as exc:
             if exc.errno == errno.ENOBUFS:
                 return  # the same, from the device queue
-            self._fail(exc)  # e.g. ConnectionRefusedError from an earlier ICMP error
+            if exc.errno in _REPORTED and again:
+                # the socket's pending error, of an earlier datagram (often another
+                # probe's), came back instead of this send: the error queue says whose
+                self._port.read_errors()
+                if not self.done.done():
+                    self._send(again=False)
+                return
+            if exc.errno == errno.ECONNREFUSED:
+                return  # never this send's own (only a reply can refuse): Timer E retries
+            self.fail(exc)  # no route to the target: said by the send itself
             return
         self._exchange.sent.append(sent_at)
 
@@ -405,37 +433,197 @@ class _UdpTransaction:
         if not self.done.done():
             self._timer = self._loop.call_later(self._interval, self._timer_e)
 
-    def _on_readable(self) -> None:
-        sock, exchange, ends = self._sock, self._exchange, self._ends
-        while not self.done.done():
-            try:
-                data, ancillary, _flags, _source = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # ICMP port/host unreachable, reported by IP_RECVERR
-                self._fail(exc)
-                return
-            received_at = time.monotonic()
-            arrived = arrival_time(ancillary, received_at)  # the kernel's stamp, if any
-            if not exchange.sent or arrived < exchange.sent[0]:
-                arrived = received_at  # a wall-clock step: fall back to the read time
-            if exchange.accept(data, ends, arrived):
-                self.stop()
-                self.done.set_result(None)
+    def on_response(self, response: SipResponse, arrived: float) -> None:
+        exchange = self._exchange
+        if not exchange.sent or arrived < exchange.sent[0]:
+            arrived = time.monotonic()  # a wall-clock step: fall back to the read time
+        if exchange.accept_response(response, self._ends, arrived):
+            self.stop()
+            self.done.set_result(None)
 
-    def _fail(self, exc: Exception) -> None:
+    def fail(self, exc: Exception) -> None:
         self.stop()
         if not self.done.done():
             self.done.set_exception(exc)
 
+    def stray(self) -> None:
+        """A datagram from the address probed that is not an answer to this request."""
+        self._exchange.strays += 1
+
     def stop(self) -> None:
-        """Stop reading and disarm Timer E; idempotent."""
-        if self._reading:
-            self._reading = False
-            self._loop.remove_reader(self._fd)
+        port = self._port
+        if port.pending.get(self._exchange.branch) is self:
+            del port.pending[self._exchange.branch]
+        if port.peers.get(self.target[:2]) is self:
+            del port.peers[self.target[:2]]
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+#: errors a send or a read returns for an ICMP error queued earlier (on a shared socket,
+#: usually another probe's): the error queue says whose it is
+_REPORTED: Final = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+#: the ``ee_errno`` of ``struct sock_extended_err`` (the first field, a u32)
+_EXTENDED_ERR: Final = struct.Struct("=I")
+#: where the branch is in one of our requests (its Via; an ICMP error quotes the request)
+_REQUEST_BRANCH: Final = re.compile(rb";branch=(z9hG4bK[0-9a-f]+)")
+#: responses read in one readiness callback before the loop serves the others
+_READS_PER_WAKE: Final = 256
+
+
+class _Port:
+    """One non-blocking UDP socket for every SIP transaction from one local address.
+
+    Not connected: RFC 3261 matches a response to its transaction by the Via branch
+    (then Call-ID and CSeq, :meth:`_Exchange.accept_response`), not by the address it
+    came from, and a multi-homed or clustered SBC may answer from another address.
+    ``IP_RECVERR`` queues each ICMP error (port or host unreachable) with the start of
+    the datagram that caused it; the branch in it names the transaction to fail at once
+    instead of waiting out its deadline.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, family: int, local_ip: str) -> None:
+        self.loop = loop
+        self.family = family
+        self.pending: dict[str, _UdpTransaction] = {}
+        #: the latest transaction to each (address, port): strays from there are its
+        self.peers: dict[tuple[object, ...], _UdpTransaction] = {}
+        self.strays = 0
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            # without stamps (or where the kernel refuses) the arrival is the loop's read
+            # time: arrival_time falls back to it
+            enable_receive_timestamps(sock)
+            set_buffer(sock, socket.SO_RCVBUF, _RCVBUF)
+            sock.bind((local_ip, 0))
+            sock.setsockopt(*_RECVERR[family], 1)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.name: tuple[object, ...] = sock.getsockname()
+        self._fd = sock.fileno()
+        loop.add_reader(self._fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        sock, pending = self.sock, self.pending
+        for n in range(_READS_PER_WAKE):
+            try:
+                data, ancillary, _flags, source = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                if n == 0:
+                    self.read_errors()  # woken by an ICMP error alone
+                return
+            except OSError:
+                self.read_errors()  # an ICMP error is queued: the error queue says whose
+                continue
+            arrived = arrival_time(ancillary, time.monotonic())  # the kernel's stamp, if any
+            response = parse_response(data)
+            branch = response.top_via_branch if response is not None else None
+            transaction = pending.get(branch) if branch is not None else None
+            if response is not None and transaction is not None:
+                transaction.on_response(response, arrived)
+                continue
+            peer = self.peers.get(tuple(source)[:2])
+            if peer is not None:
+                peer.stray()
+            else:
+                self.strays += 1
+
+    def read_errors(self) -> None:
+        """Fail the transactions the queued ICMP errors are about."""
+        level, kind = _RECVERR[self.family]
+        while True:
+            try:
+                data, ancillary, _flags, dest = self.sock.recvmsg(
+                    _MAX_DATAGRAM, 512, socket.MSG_ERRQUEUE
+                )
+            except OSError:  # BlockingIOError: the queue is empty
+                return
+            code = next(
+                (
+                    _EXTENDED_ERR.unpack_from(d)[0]
+                    for lv, kd, d in ancillary
+                    if lv == level and kd == kind and len(d) >= _EXTENDED_ERR.size
+                ),
+                0,
+            )
+            if not code:
+                continue
+            match = _REQUEST_BRANCH.search(data)
+            transaction = self.pending.get(match.group(1).decode()) if match else None
+            victims = (
+                [transaction]
+                if transaction is not None
+                # the quote did not reach the Via: every transaction to that destination
+                else [t for t in self.pending.values() if t.target[:2] == tuple(dest)[:2]]
+            )
+            for t in victims:
+                t.fail(OSError(code, os.strerror(code)))
+
+    def close(self) -> None:
+        for transaction in list(self.pending.values()):
+            transaction.fail(ConnectionAbortedError("the SIP engine closed"))
+        self.loop.remove_reader(self._fd)
+        self.sock.close()
+
+
+class SipEngine:
+    """The UDP side of every SIP probe of a process: one :class:`_Port` per address family
+    and local address, opened on first use, shared through the :class:`ProbeContext`.
+
+    A socket per probe cost a descriptor, a bind, three socket options and a reader
+    registration every probe, and 10,000 descriptors at 10,000 points; the engine pays
+    those once. The local address for the Via header is the one the kernel routes
+    each target from, asked once per target and kept :data:`_ROUTE_TTL` seconds.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._ports: dict[tuple[int, str], _Port] = {}
+        self._routes: dict[tuple[int, str], tuple[str, float]] = {}
+
+    @classmethod
+    async def open(cls) -> SipEngine:
+        return cls()
+
+    @property
+    def strays(self) -> int:
+        """Datagrams that matched no transaction (late answers, other traffic)."""
+        return sum(p.strays for p in self._ports.values())
+
+    def port_for(self, family: int, sockaddr: tuple[object, ...]) -> _Port:
+        """The port that sends to ``sockaddr``; raises :class:`OSError` (no route)."""
+        key = (family, str(sockaddr[0]))
+        now_ = time.monotonic()
+        route = self._routes.get(key)
+        if route is None or now_ - route[1] > _ROUTE_TTL:
+            if len(self._routes) > _ROUTES_KEPT:
+                self._routes.clear()
+            route = self._routes[key] = (_local_address(family, sockaddr), now_)
+        port = self._ports.get((family, route[0]))
+        if port is None:
+            port = self._ports[(family, route[0])] = _Port(self.loop, family, route[0])
+        return port
+
+    async def close(self) -> None:
+        for port in self._ports.values():
+            port.close()
+        self._ports.clear()
+
+
+async def engine(ctx: ProbeContext) -> SipEngine:
+    """The process's SIP engine (one per :class:`ProbeContext`)."""
+    return await ctx.shared("sip", SipEngine.open)
+
+
+#: how long the local address found for a target is used before it is asked again
+_ROUTE_TTL: Final = 60.0
+_ROUTES_KEPT: Final = 100_000
+#: a burst of answers waits in the shared socket's queue (about 1 KiB of kernel memory each)
+_RCVBUF: Final = 8 << 20
 
 
 class _Failure(Exception):
@@ -483,27 +671,16 @@ async def _udp(
     family: int,
     sockaddr: tuple[object, ...],
     step: _Steps,
+    sip: SipEngine,
 ) -> None:
     ends = frozenset(settings.alive_codes) if settings.alive_codes is not None else None
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    transaction: _UdpTransaction | None = None
     try:
-        sock.setblocking(False)
-        # Without stamps (or where the kernel refuses) the arrival is the loop's read
-        # time: arrival_time falls back to it.
-        enable_receive_timestamps(sock)
-        try:
-            # Not connected: RFC 3261 matches a response to its transaction (Via branch,
-            # Call-ID, CSeq), not to the address it came from, and a multi-homed or
-            # clustered SBC may answer from another address, which a connected socket
-            # would drop. The local address for Via comes from the route to the target,
-            # and IP_RECVERR still reports an ICMP port unreachable on the next read.
-            sock.bind((_local_address(family, sockaddr), 0))
-            sock.setsockopt(*_RECVERR[family], 1)
-        except OSError as exc:
-            raise _Failure(describe_oserror(exc)) from None
-        transaction = _UdpTransaction(sock, exchange, ends, sockaddr)
-        transaction.start(exchange.request(settings, host, sock.getsockname()))
+        port = sip.port_for(family, sockaddr)
+    except OSError as exc:
+        raise _Failure(describe_oserror(exc)) from None
+    transaction = _UdpTransaction(port, exchange, ends, sockaddr)
+    try:
+        transaction.start(exchange.request(settings, host, port.name))
         step.next("response", f"udp {exchange.local} -> {_uri_host(str(sockaddr[0]))}")
         try:
             await transaction.done
@@ -512,9 +689,7 @@ async def _udp(
         except OSError as exc:
             raise _Failure(describe_oserror(exc)) from None
     finally:
-        if transaction is not None:
-            transaction.stop()  # before close: the reader must not outlive its descriptor
-        sock.close()
+        transaction.stop()
 
 
 async def _tcp(
@@ -568,7 +743,7 @@ def _clip(value: str | None) -> str | None:
 
 async def probe(target: str, settings: SipSettings, ctx: ProbeContext) -> ProbeResult:
     """Send one OPTIONS to ``target:settings.port``; see the module docstring."""
-    del ctx  # one socket per probe: nothing shared
+    sip = await engine(ctx) if settings.transport == "udp" else None
     at = now()
     started = time.monotonic()
     exchange = _Exchange(settings.transport)
@@ -588,7 +763,8 @@ async def probe(target: str, settings: SipSettings, ctx: ProbeContext) -> ProbeR
             address = str(sockaddr[0])
             if settings.transport == "udp":
                 step.next("send", address)
-                await _udp(exchange, settings, target, family, sockaddr, step)
+                assert sip is not None
+                await _udp(exchange, settings, target, family, sockaddr, step, sip)
             else:
                 step.next("connect", address)
                 await _tcp(exchange, settings, target, family, sockaddr, step)

@@ -718,3 +718,44 @@ async def test_a_response_from_another_address_of_the_server_is_accepted() -> No
         other.close()
     assert result.ok, result.error
     assert result.details["status"] == 200
+
+
+async def test_probes_share_one_socket_and_a_refused_port_fails_only_its_own() -> None:
+    """200 probes at once over one context use one UDP socket; the ICMP port unreachable
+    caused by one probe's request fails that probe at once (the error queue names it by
+    the branch quoted back) and no other; the others are answered."""
+    closed = free_port(socket.SOCK_DGRAM)
+    async with responder(answer_nth(0)) as (peer, port), ProbeContext() as ctx:
+        fds = open_fds()
+        settings = SipSettings.model_validate({"port": port, "timeout": "5s"})
+        refused = SipSettings.model_validate({"port": closed, "timeout": "5s"})
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(probe("127.0.0.1", refused if i == 100 else settings, ctx) for i in range(200))
+        )
+        took = time.monotonic() - started
+        assert open_fds() - fds <= 1, "one socket for every probe"
+    assert [r.error for r in results if not r.ok] == ["port unreachable"]
+    assert results[100].error == "port unreachable" and took < 4.0  # not the 5 s deadline
+    assert len(peer.received) == 199
+    assert {r.details["local"] for r in results} == {results[0].details["local"]}
+
+
+async def test_a_late_answer_after_the_deadline_is_a_stray_not_an_answer() -> None:
+    """A response that arrives after its probe gave up matches no transaction: it is a
+    stray of the probe to that address then, and is not taken as that probe's answer."""
+    held: list[bytes] = []
+
+    def late(index: int, request: bytes) -> list[bytes]:
+        if index == 0:
+            held.append(reply(request, "200 OK"))
+            return []
+        return [*held, reply(request, "200 OK")]  # the late one first, then the real one
+
+    async with responder(late) as (_, port), ProbeContext() as ctx:
+        settings = SipSettings.model_validate({"port": port, "timeout": "0.3s"})
+        first = await probe("127.0.0.1", settings, ctx)
+        second = await probe("127.0.0.1", settings, ctx)
+        assert first.error == "no response within 0.3s (1 sent)"
+        assert second.ok and second.details["retransmissions"] == 0
+        assert second.details["strays"] == 1  # from the address it probes
