@@ -6,7 +6,7 @@ Cython loop, well kept and made for this) does that part in C. docs/benchmarks.m
 has the figures that decided it. Everything confmon does on the loop goes through
 the public asyncio API (``add_reader``, ``call_at``, futures, tasks), which uvloop
 implements, so the standard loop stays a complete fallback: where uvloop is not
-installed (it is an optional extra, ``pip install confmon[fast]``), or when
+installed (it is a dependency on Linux and macOS, not on Windows), or when
 ``CONFMON_LOOP=asyncio`` asks for it, the probing thread runs the standard loop.
 """
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+
+from monitor.errors import ConfmonError
 
 __all__ = ["LOOP_ENV", "loop_name", "new_event_loop"]
 
@@ -29,7 +31,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
             import uvloop
         except ImportError:
             if wanted == "uvloop":
-                raise
+                raise ConfmonError(f"{LOOP_ENV}=uvloop, but uvloop is not installed") from None
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()

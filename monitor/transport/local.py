@@ -41,6 +41,7 @@ from monitor.core.results import ProbeResult, ResultBatch
 from monitor.core.scheduler import Scheduler
 from monitor.errors import IcmpNotPermitted
 from monitor.inventory import Inventory, Point
+from monitor.loops import loop_name, new_event_loop
 from monitor.probes.base import TICK, ProbeContext, aligned
 
 __all__ = ["LOCAL_AGENT", "LocalTransport", "check_icmp", "needs_icmp"]
@@ -159,7 +160,8 @@ class LocalTransport:
     # --- the probing thread ---------------------------------------------------------------
 
     def _thread_main(self, started: concurrent.futures.Future[None]) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()  # uvloop where installed (monitor/loops.py)
+        log.debug("the probing thread runs on %s", loop_name(loop))
         self._loop = loop
         try:
             loop.run_until_complete(self._probe(started))
