@@ -168,6 +168,22 @@ def _canonical(name: str) -> str:
     return _COMPACT.get(lower, lower)
 
 
+#: header names as written -> their canonical form, or "" for a name that is not a token;
+#: a response has a handful of names and they repeat across responses (bounded)
+_NAMES: dict[str, str] = {}
+_NAMES_KEPT: Final = 4096
+
+
+def _header_name(raw: str) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        stripped = raw.strip()
+        name = _canonical(stripped) if _TOKEN.fullmatch(stripped) else ""
+        if len(_NAMES) < _NAMES_KEPT:
+            _NAMES[raw] = name
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class SipResponse:
     """A parsed SIP response. Header names are lower-case long forms (``v`` -> ``via``)."""
@@ -180,7 +196,7 @@ class SipResponse:
 
     def header(self, name: str) -> str | None:
         """The first value of a header (any case, compact or long name), or ``None``."""
-        wanted = _canonical(name)
+        wanted = _header_name(name) or _canonical(name)
         for key, value in self.headers:  # a plain loop: no generator per lookup (6 per probe)
             if key == wanted:
                 return value
@@ -245,8 +261,8 @@ def parse_response(data: bytes) -> SipResponse | None:
                 headers[-1] = (name, f"{value} {line.strip()}".strip())
             continue
         name, colon, value = line.partition(":")
-        if colon and _TOKEN.fullmatch(name.strip()):
-            headers.append((_canonical(name), value.strip()))
+        if colon and (canonical := _header_name(name)):
+            headers.append((canonical, value.strip()))
     length = _content_length(head)
     return SipResponse(
         status=code,
