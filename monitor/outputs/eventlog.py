@@ -286,6 +286,8 @@ class EventLog:
         self._stages: list[Stage] = []
         self._next_id = 1
         self._lock_fd: int | None = None
+        #: the log file itself, flock'ed: another name for it (a hard link) is the same lock
+        self._inode_fd: int | None = None
         #: (st_dev, st_ino) of the file the writer writes; readers check they open the same
         self._ident: tuple[int, int] | None = None
         self._closed = False
@@ -406,9 +408,7 @@ class EventLog:
                 db.close()
                 raise
         except BaseException:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._unlock()
             raise
         self._db = db
         self._ident = (st.st_dev, st.st_ino)
@@ -460,8 +460,42 @@ class EventLog:
         self._next_id = max(self._next_id, (given[0] if given else 0) + 1, highest + 1)
 
     def _lock(self) -> None:
-        """Take ``<log>.lock`` for writing, or refuse: another monitor writes this log."""
-        path = self._file + ".lock"
+        """Take ``<log>.lock`` for writing, or refuse: another monitor writes this log.
+
+        The lock file is named after the log's real path (a symbolic link to a log in use
+        is refused), and the log file itself is locked too (a hard link is the same file)."""
+        self._lock_name()
+        try:
+            self._lock_inode()
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _lock_inode(self) -> None:
+        fd = os.open(self._file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # independent of SQLite's locks
+        except BlockingIOError:
+            os.close(fd)
+            raise LogRefused(
+                f"{self._shown} is in use by another confmon (under another name of the same "
+                "file: a hard link); stop it or pass another --state-db"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._inode_fd is not None:
+            os.close(self._inode_fd)
+        self._inode_fd = fd
+
+    def _unlock(self) -> None:
+        for fd in (self._lock_fd, self._inode_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._inode_fd = None
+
+    def _lock_name(self) -> None:
+        path = os.path.realpath(self._file) + ".lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -484,7 +518,7 @@ class EventLog:
         """The lock file went with a deleted log: take a new one at its path."""
         if self._lock_fd is None:
             return
-        path = self._file + ".lock"
+        path = os.path.realpath(self._file) + ".lock"
         mine = os.fstat(self._lock_fd)
         with contextlib.suppress(FileNotFoundError):
             st = os.stat(path)
@@ -492,11 +526,13 @@ class EventLog:
                 return
         old = self._lock_fd
         try:
-            self._lock()
+            self._lock_name()
+            self._lock_inode()  # the re-created file is a new one
         except LogRefused as exc:
             log.error("%s: another monitor may now write this log", exc)
-            return
-        os.close(old)
+        finally:
+            if old != self._lock_fd:
+                os.close(old)
 
     async def _watch(self) -> None:
         """Check the file at the path every WATCH_INTERVAL, also when no event is written."""
@@ -1032,9 +1068,7 @@ class EventLog:
             db, self._db = self._db, None
             if db is not None:
                 db.close()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._unlock()
 
     def _save_aside(self) -> None:
         """The path lost this run's file (replaced, or deleted and not re-created): copy what

@@ -219,6 +219,29 @@ async def test_a_second_writer_in_another_process_is_refused_and_readers_are_not
     assert (again.returncode, again.stdout.strip()) == (0, "opened"), again
 
 
+async def test_another_name_for_a_log_in_use_is_refused_too(tmp_path: Path) -> None:
+    """A symbolic link or a hard link to the log one monitor writes is the same file: a
+    second monitor opening it by that name is refused (it would write the same ids)."""
+    db = tmp_path / "e.sqlite3"
+    log = await EventLog.open(db, {})
+    try:
+        await log.append([ev("a", 1.0)])
+        (tmp_path / "symlink.sqlite3").symlink_to(db)
+        os.link(db, tmp_path / "hardlink.sqlite3")
+        for name, says in (
+            ("symlink.sqlite3", f"(pid {os.getpid()}"),
+            ("hardlink.sqlite3", "another name of the same file"),
+        ):
+            other = await asyncio.to_thread(open_elsewhere, tmp_path / name)
+            assert other.returncode == 2, other
+            assert "is in use by another confmon" in other.stdout and says in other.stdout
+            assert "Traceback" not in other.stderr
+    finally:
+        await log.close()
+    again = await asyncio.to_thread(open_elsewhere, tmp_path / "hardlink.sqlite3")
+    assert (again.returncode, again.stdout.strip()) == (0, "opened"), again
+
+
 # --- files that are not a sound confmon log -------------------------------------------------
 
 
