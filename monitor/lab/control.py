@@ -35,12 +35,15 @@ from aiohttp import web
 from monitor.errors import ConfmonError
 from monitor.lab.impairment import Impairment
 from monitor.lab.lab import Lab, UnknownPointError
+from monitor.outputs.httpserver import ApiServer, bind
 from monitor.text import printable
 
 __all__ = ["DEFAULT_CONTROL_PORT", "ControlServer"]
 
 DEFAULT_CONTROL_PORT = 9109
 _MAX_BODY = 64 * 1024
+#: control connections at once (a script or two drive the lab; a flood gets 503s)
+_MAX_CONNECTIONS = 64
 MAX_DEPTH = 8
 """Deepest nesting of ``[`` and ``{`` accepted in a body (an impairment needs 1)."""
 
@@ -121,7 +124,7 @@ class ControlServer:
         self.lab = lab
         self.host = host
         self.port = port
-        self._runner: web.AppRunner | None = None
+        self._server: ApiServer | None = None
 
     @property
     def url(self) -> str:
@@ -142,27 +145,27 @@ class ControlServer:
         return app
 
     async def start(self) -> None:
-        """Listen; a busy port is a one-line ConfmonError."""
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        """Listen; a busy port is a one-line ConfmonError.
+
+        Served like the monitor's API (:class:`monitor.outputs.httpserver.ApiServer`): a
+        connection cap, header and idle timeouts, and a malformed request is a JSON 400
+        with at most one log line per 10 s, never a traceback."""
         try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
+            sockets = await bind(self.host, self.port)
+        except ConfmonError as exc:
             raise ConfmonError(
-                f"cannot listen on {self.host}:{self.port} for the lab control API: "
-                f"{exc.strerror or exc}; pick another --control-port (0 turns it off)"
+                f"{exc}; for the lab control API pick another --control-port (0 turns it off)"
             ) from None
-        if self.port == 0:
-            self.port = runner.addresses[0][1]
-        self._runner = runner
+        server = ApiServer(self.app(), sockets, max_connections=_MAX_CONNECTIONS)
+        await server.start()
+        self.port = server.ports[0]
+        self._server = server
 
     async def stop(self) -> None:
         """Stop listening and close open control connections."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
 
     async def __aenter__(self) -> ControlServer:
         await self.start()

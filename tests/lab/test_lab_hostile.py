@@ -161,3 +161,33 @@ async def test_status_page_refuses_a_bad_content_length_with_400(
     )
     assert ok.startswith(b"HTTP/1.1 200 ")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /impairments/\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PUT /impairments/a HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"FOO / HTTP/1.1\r\n\r\n",
+    ],
+)
+async def test_a_malformed_request_is_a_json_400_and_no_traceback(
+    hostile_lab: tuple[Lab, str, int], request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not HTTP get the monitor API's treatment: a JSON 400 and at most a
+    one-line warning, never a traceback in the lab's log."""
+    _, url, _ = hostile_lab
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400", answer
+    assert b"application/json" in head.lower(), answer
+    assert "error" in json.loads(body)
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
