@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 _RELOADING = frozenset({"run", "server"})
 
 
-#: the exit status after the reader of standard output went away (``| head -1``): what
-#: Python's documentation recommends, and what rich does for the output it writes itself
-CLOSED_PIPE_EXIT = 1
+#: the exit status after the reader of standard output went away (``| head -1``): the
+#: status of a command ended by SIGPIPE (128 + 13), so a script with ``set -o pipefail``
+#: can tell output cut short by its reader from a failure of the command
+CLOSED_PIPE_EXIT = 141
 
 
 class StdoutError(OSError):
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Output that cannot be written is said like any other failure: a full disk is
     one line (``confmon: cannot write standard output (/dev/full): No space left
     on device``, exit 1); a reader that closed the pipe (``| head -1``) ends the
-    command quietly with :data:`CLOSED_PIPE_EXIT`.
+    command with one line saying the output is cut short, and :data:`CLOSED_PIPE_EXIT`.
 
     ``argv`` None is the program itself (``confmon ...``): a service whose exit hangs
     after it stopped is then ended (:mod:`monitor.exiting`); a call with ``argv``
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if debug:
                 raise
             _silence_stdout()
+            _say("confmon: standard output was closed by its reader; the output is cut short")
             return CLOSED_PIPE_EXIT
         except StdoutError as exc:
             if debug:

@@ -11,8 +11,7 @@ __all__ = ["add_parser"]
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from monitor.commands.common import output_console
     from monitor.inventory import load_inventory
     from monitor.inventory.summary import print_summary, summarise
 
@@ -20,7 +19,7 @@ def _handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summarise(inv), ensure_ascii=False, indent=2))
     else:
-        print_summary(inv, Console())
+        print_summary(inv, output_console())
     return 0
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "add_lab_base_option",
     "add_logging_options",
     "api_token",
+    "output_console",
     "parse_lab_base",
     "parse_listen",
     "parse_token",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     Subparsers = argparse._SubParsersAction[Any]
 else:
     Subparsers = argparse._SubParsersAction
@@ -220,3 +223,19 @@ def parse_lab_base(text: str) -> ipaddress.IPv4Address:
     if not base.is_loopback:
         raise UsageError(f"--lab-base {text}: the lab listens on loopback only (127.0.0.0/8)")
     return base
+
+
+def output_console(**options: Any) -> Console:
+    """A rich Console for a command's output whose closed pipe is said like any other.
+
+    rich ends the process itself when its reader goes away (``SystemExit(1)``, without
+    a word); this one raises :class:`BrokenPipeError`, which the command line turns into
+    one line and :data:`monitor.cli.CLOSED_PIPE_EXIT`, as for output written otherwise.
+    """
+    from rich.console import Console as RichConsole
+
+    class _Console(RichConsole):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    return _Console(**options)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from monitor.commands.common import Subparsers
+from monitor.commands.common import Subparsers, output_console
 from monitor.core.results import ProbeResult, result_json
 from monitor.errors import UsageError
 from monitor.probes.base import ProbeContext
@@ -177,7 +177,7 @@ async def run_probe(kind: str, target: str, options: list[str], as_json: bool) -
     if as_json:
         print(json.dumps(result_json(result), ensure_ascii=False, indent=2))
     else:
-        print_result(result, Console(highlight=False))
+        print_result(result, output_console(highlight=False))
     return 0 if result.ok else 1
 
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from monitor.commands.common import Subparsers, suggest_no_icmp
+from monitor.commands.common import Subparsers, output_console, suggest_no_icmp
 from monitor.core.health import HealthModel, State
 from monitor.core.results import ProbeResult
 from monitor.core.scheduler import probe_point
@@ -152,7 +152,7 @@ def report(model: HealthModel, elapsed: float, fmt: str, console: Console) -> bo
 async def run_rollcall(inv: Inventory, fmt: str, icmp: bool) -> int:
     """The command: exit 0 when ready, 1 when not."""
     inv = inv if icmp else inv.without_probes(frozenset({"icmp"}))
-    console = Console(stderr=fmt != "table")
+    screen = output_console(stderr=fmt != "table")
     async with ProbeContext() as ctx:
         await check_icmp(inv, ctx)  # a clear error now rather than 450 failed probes
         with Progress(
@@ -160,11 +160,11 @@ async def run_rollcall(inv: Inventory, fmt: str, icmp: bool) -> int:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=console,
+            console=screen,
             transient=True,
         ) as progress:
             model, _, elapsed = await rollcall(inv, ctx, progress)
-    return 0 if report(model, elapsed, fmt, Console()) else 1
+    return 0 if report(model, elapsed, fmt, output_console()) else 1
 
 
 # --- the command line -----------------------------------------------------------------
