@@ -1,5 +1,5 @@
 """``python -m monitor`` is the same as ``confmon``."""
 
-from monitor.cli import main
+from monitor.entry import main
 
-raise SystemExit(main())
+main()

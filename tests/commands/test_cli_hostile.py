@@ -239,3 +239,33 @@ async def test_hostile_values_through_the_real_command(args: list[str], message:
     assert out == b""
     assert len(text.splitlines()) == 1 and message in text, text
     assert "Traceback" not in text and "\x1b" not in text
+
+
+INTERRUPTED_AT_IMPORT = """
+import os, signal, sys
+
+class Interrupt:
+    '''Ctrl-C arrives while the command line is being imported (its first tenth of a second).'''
+
+    def find_spec(self, name, path, target=None):
+        if name == "monitor.cli":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["confmon", "check-config", sys.argv[1]]
+from monitor.entry import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_program_starts_is_a_quiet_130() -> None:
+    """A SIGINT before the command line is imported: exit 130, no KeyboardInterrupt traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_AT_IMPORT, HANOI],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr) == (130, ""), proc.stderr
