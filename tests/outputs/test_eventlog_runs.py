@@ -3,7 +3,6 @@ time of each change, an older log brought up to date, and the read-only open of 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import sqlite3
@@ -15,6 +14,7 @@ import pytest
 from monitor.core.health import Event, State
 from monitor.outputs import eventlog as eventlog_module
 from monitor.outputs.eventlog import EventLog, LogRefused, RunInfo, open_read_only
+from tests.helpers import eventually
 
 
 def ev(point: str, at: float, evidence: float | None = None) -> Event:
@@ -42,10 +42,7 @@ async def test_each_open_is_a_run_with_its_start_heartbeat_and_stop(
         [(started, alive, stopped, name, tz, interval)] = runs(db)
         assert before <= started <= alive and stopped is None
         assert (name, tz, interval) == ("Hội nghị", "Asia/Ho_Chi_Minh", 5.0)
-        deadline = time.monotonic() + 20
-        while runs(db)[0][1] == alive and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert runs(db)[0][1] > alive, "the heartbeat never moved"
+        await eventually(lambda: runs(db)[0][1] > alive, 20, "a heartbeat")
     finally:
         await log.close()
     [(started, alive, stopped, *_)] = runs(db)
