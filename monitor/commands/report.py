@@ -27,7 +27,7 @@ from monitor.text import quoted
 
 __all__ = ["add_parser", "parse_time"]
 
-_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_CLOCK = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?")  # ASCII: \d also takes "٠٨"
 
 #: the time zone when neither an inventory nor the log names one (the inventory's default)
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"

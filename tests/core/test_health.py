@@ -580,9 +580,7 @@ def test_a_change_carries_when_the_results_behind_it_began() -> None:
     down = m.ingest("d", [r("icmp", False, T0 + 10)], T0 + 11)
     assert [(e.point, e.state, e.evidence) for e in down] == [("d", State.DOWN, T0 + 5)]
     behind = m.ingest("d.a", [r("icmp", False, T0 + 12)], T0 + 13)
-    assert [(e.point, e.state, e.evidence) for e in behind] == [
-        ("d.a", State.UNREACHABLE, T0 + 7)
-    ]
+    assert [(e.point, e.state, e.evidence) for e in behind] == [("d.a", State.UNREACHABLE, T0 + 7)]
     m.ingest("d", [r("icmp", True, T0 + 15)], T0 + 16)
     up = m.ingest("d", [r("icmp", True, T0 + 20)], T0 + 21)
     # d.a, still failing on its own, is down now: since its own first failed cycle
