@@ -87,6 +87,7 @@ thead { display: table-header-group; }
 tr { break-inside: avoid; }
 th, td { border: 1px solid #c9ced4; padding: 2px 4px; text-align: left; vertical-align: top; }
 th { background: #eef1f4; font-weight: bold; }
+table.narrow th { white-space: nowrap; }
 td.n, th.n { text-align: right; }
 td.n, td.t, td.name { white-space: nowrap; }
 td.reason { font-size: 8pt; word-break: break-word; }
@@ -104,7 +105,8 @@ section.appendix { break-before: page; }
 section.appendix table { font-size: 7pt; line-height: 1.2; }
 section.appendix td, section.appendix th { padding: 1px 3px; }
 @media print {
-  body { max-width: none; padding: 0; font-size: 9.5pt; }
+  /* 1px each side: the outer half of a collapsed table border is not cut at the margin */
+  body { max-width: none; padding: 0 1px; font-size: 9.5pt; }
 }
 """
 
@@ -118,7 +120,11 @@ def _td(text: str, cls: str = "") -> str:
     return f'<td class="{cls}">{_e(text)}</td>' if cls else f"<td>{_e(text)}</td>"
 
 
-def _table(headings: Iterable[tuple[str, str]], rows: Iterable[str], empty: str) -> str:
+def _table(
+    headings: Iterable[tuple[str, str]], rows: Iterable[str], empty: str, *, narrow: bool = False
+) -> str:
+    """A table, or the sentence ``empty`` when it has no rows; ``narrow``: few columns, whose
+    headings are kept on one line."""
     body = "".join(rows)
     if not body:
         return f'<p class="empty">{_e(empty)}</p>'
@@ -126,7 +132,8 @@ def _table(headings: Iterable[tuple[str, str]], rows: Iterable[str], empty: str)
         f'<th class="{cls}">{_e(COLUMNS[key])}</th>' if cls else f"<th>{_e(COLUMNS[key])}</th>"
         for key, cls in headings
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = '<table class="narrow">' if narrow else "<table>"
+    return f"{table}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render(report: Report) -> str:
@@ -293,17 +300,17 @@ def _segment_title(d: District, s: Segment, clock: Clock) -> str:
 
 
 def _timeline(report: Report, clock: Clock) -> str:
-    width, label, x0, x1, row, top = 1000, 190, 196, 990, 15, 4
+    width, label, x0, x1, row, top = 1000, 200, 207, 990, 18, 4
     start, end = report.meta.start, report.meta.end
     span = max(end - start, 1e-9)
 
     def x(t: float) -> float:
         return x0 + (min(max(t, start), end) - start) / span * (x1 - x0)
 
-    height = top + row * len(report.districts) + 22
+    height = top + row * len(report.districts) + 26
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{_e(HEADINGS["timeline"])}" font-size="10" '
+        f'role="img" aria-label="{_e(HEADINGS["timeline"])}" font-size="12.5" '
         'font-family="Noto Sans, DejaVu Sans, Liberation Sans, Arial, sans-serif">',
         _PATTERN,
     ]
@@ -315,13 +322,13 @@ def _timeline(report: Report, clock: Clock) -> str:
             'stroke="#9aa1a9" stroke-width="0.5"/>'
         )
         out.append(
-            f'<text x="{x(t):.1f}" y="{bottom + 14}" text-anchor="middle" fill="#333">'
+            f'<text x="{x(t):.1f}" y="{bottom + 17}" text-anchor="middle" fill="#333">'
             f"{_e(clock.minute(t))}</text>"
         )
     for i, d in enumerate(report.districts):
         y = top + i * row
         out.append(
-            f'<text x="{label}" y="{y + row - 4}" text-anchor="end" fill="#1b1f24">{_e(d.name)}</text>'
+            f'<text x="{label}" y="{y + row - 5}" text-anchor="end" fill="#1b1f24">{_e(d.name)}</text>'
         )
         out.append(
             f'<rect x="{x0}" y="{y + 1}" width="{x1 - x0}" height="{row - 3}" fill="#f1f3f5"/>'
@@ -337,19 +344,19 @@ def _timeline(report: Report, clock: Clock) -> str:
 
 
 def _availability(report: Report) -> str:
-    width, label, x0, x1, row, top = 1000, 190, 196, 900, 14, 4
+    width, label, x0, x1, row, top = 1000, 200, 207, 895, 16, 4
     target = report.summary.readiness_target
-    height = top + row * len(report.districts) + 18
+    height = top + row * len(report.districts) + 22
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="{_e(HEADINGS["availability"])}" font-size="10" '
+        f'role="img" aria-label="{_e(HEADINGS["availability"])}" font-size="12.5" '
         'font-family="Noto Sans, DejaVu Sans, Liberation Sans, Arial, sans-serif">'
     ]
     bottom = top + row * len(report.districts)
     for i, d in enumerate(report.districts):
         y = top + i * row
         out.append(
-            f'<text x="{label}" y="{y + row - 4}" text-anchor="end" fill="#1b1f24">{_e(d.name)}</text>'
+            f'<text x="{label}" y="{y + row - 5}" text-anchor="end" fill="#1b1f24">{_e(d.name)}</text>'
         )
         a = d.availability
         tip = f"{d.name}: {percent(a)}"
@@ -375,12 +382,12 @@ def _availability(report: Report) -> str:
         bad = a is not None and a < 1.0
         colour, weight = ("#b3261e", ' font-weight="bold"') if bad else ("#1b1f24", "")
         out.append(
-            f'<text x="{x1 + 6}" y="{y + row - 4}" fill="{colour}"{weight}>{_e(percent(a))}</text>'
+            f'<text x="{x1 + 6}" y="{y + row - 5}" fill="{colour}"{weight}>{_e(percent(a))}</text>'
         )
     for frac, text in ((0.0, "0%"), (0.5, "50%"), (1.0, "100%")):
         xx = x0 + (x1 - x0) * frac
         out.append(
-            f'<text x="{xx:.1f}" y="{bottom + 12}" text-anchor="middle" fill="#333">{text}</text>'
+            f'<text x="{xx:.1f}" y="{bottom + 16}" text-anchor="middle" fill="#333">{text}</text>'
         )
     if target is not None:
         xt = x0 + (x1 - x0) * target
@@ -436,7 +443,7 @@ def _incidents(report: Report, clock: Clock) -> str:
         ("rooms", ""),
         ("reason", ""),
     ]
-    return _table(headings, rows, "Không có sự cố mất kết nối trong khung thời gian.")
+    return _table(headings, rows, "Không có sự cố mất kết nối trong khung thời gian.", narrow=True)
 
 
 def _degraded(report: Report, clock: Clock) -> str:
@@ -462,7 +469,7 @@ def _degraded(report: Report, clock: Clock) -> str:
         ("duration", "n"),
         ("crossed", ""),
     ]
-    return _table(headings, rows, "Không có điểm cầu nào có chất lượng kém.")
+    return _table(headings, rows, "Không có điểm cầu nào có chất lượng kém.", narrow=True)
 
 
 def _gaps(report: Report, clock: Clock) -> str:
@@ -492,7 +499,7 @@ def _gaps(report: Report, clock: Clock) -> str:
         ("rooms", ""),
         ("reason", ""),
     ]
-    return _table(headings, rows, "Không có gián đoạn giám sát.")
+    return _table(headings, rows, "Không có gián đoạn giám sát.", narrow=True)
 
 
 def _districts(report: Report) -> str:
