@@ -15,10 +15,10 @@ import csv
 import datetime
 import io
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from monitor.inventory.writer import csv_cell
-from monitor.report.compute import Figures, Report, Times
+from monitor.report.compute import Figures, Period, Report, Times
 from monitor.text import printable
 
 __all__ = ["SECTIONS", "render"]
@@ -45,6 +45,36 @@ def _times(t: Times) -> list[str]:
 def _figures(f: Figures) -> list[str]:
     ms = (None if v is None else v * 1000 for v in (f.rtt, f.jitter))
     return [*(_number(v) for v in ms), _number(f.loss, 6), _number(f.mos, 2)]
+
+
+#: the columns an incident and a degraded period share, first in both blocks
+_PERIOD = (
+    "number",
+    "district",
+    "district_name",
+    "start",
+    "end",
+    "before_window",
+    "duration_seconds",
+    "time_to_detect_seconds",
+    "time_to_recover_seconds",
+    "reason",
+)
+
+
+def _period(p: Period, when: Callable[[float | None], str]) -> list[str]:
+    return [
+        str(p.number),
+        _text(p.district),
+        _text(p.district_name),
+        when(p.start),
+        when(p.end),
+        "yes" if p.before_window else "no",
+        _number(p.duration),
+        _number(p.time_to_detect),
+        _number(p.time_to_recover),
+        _text(p.reason),
+    ]
 
 
 def render(report: Report) -> str:
@@ -121,79 +151,30 @@ def render(report: Report) -> str:
     block(
         "incidents",
         [
-            "number",
+            *_PERIOD,
             "cause",
             "cause_name",
-            "district",
-            "district_name",
-            "start",
-            "end",
-            "before_window",
-            "duration_seconds",
-            "time_to_detect_seconds",
-            "time_to_recover_seconds",
             "rooms",
             "rooms_down",
             "rooms_unreachable",
-            "reason",
         ],
         (
             [
-                str(i.number),
+                *_period(i, when),
                 _text(i.cause),
                 _text(i.cause_name),
-                _text(i.district),
-                _text(i.district_name),
-                when(i.start),
-                when(i.end),
-                "yes" if i.before_window else "no",
-                _number(i.duration),
-                _number(i.time_to_detect),
-                _number(i.time_to_recover),
                 str(i.rooms),
                 str(i.rooms_by_state.get("down", 0)),
                 str(i.rooms_by_state.get("unreachable", 0)),
-                _text(i.reason),
             ]
             for i in report.incidents
         ),
     )
     block(
         "degraded",
-        [
-            "number",
-            "point",
-            "name",
-            "district",
-            "district_name",
-            "start",
-            "end",
-            "before_window",
-            "duration_seconds",
-            "time_to_detect_seconds",
-            "time_to_recover_seconds",
-            "reason",
-            "rtt_ms",
-            "jitter_ms",
-            "loss_ratio",
-            "mos",
-        ],
+        [*_PERIOD, "point", "name", "rtt_ms", "jitter_ms", "loss_ratio", "mos"],
         (
-            [
-                str(p.number),
-                _text(p.point),
-                _text(p.name),
-                _text(p.district),
-                _text(p.district_name),
-                when(p.start),
-                when(p.end),
-                "yes" if p.before_window else "no",
-                _number(p.duration),
-                _number(p.time_to_detect),
-                _number(p.time_to_recover),
-                _text(p.reason),
-                *_figures(p.figures),
-            ]
+            [*_period(p, when), _text(p.point), _text(p.name), *_figures(p.figures)]
             for p in report.degraded
         ),
     )

@@ -158,7 +158,7 @@ def render(report: Report) -> str:
         f"<h2>{_e(HEADINGS['districts'])}</h2>",
         _districts(report),
         f"<h2>{_e(HEADINGS['rooms_hit'])}</h2>",
-        _rooms([r for r in report.rooms if r.times.out > 0 or r.times.degraded > 0], report),
+        _rooms([r for r in report.rooms if r.troubled], report),
         '<div class="closing">',
         f"<h2>{_e(HEADINGS['method'])}</h2>",
         f'<p class="method">{_e(METHOD)}</p>',

@@ -15,7 +15,7 @@ import json
 import zoneinfo
 from typing import Any
 
-from monitor.report.compute import Figures, Report, Segment, Times
+from monitor.report.compute import Figures, Period, Report, Segment, Times
 from monitor.text import printable
 
 __all__ = ["FORMAT", "VERSION", "render"]
@@ -47,6 +47,20 @@ def render(report: Report) -> str:
         if t is None:
             return None
         return datetime.datetime.fromtimestamp(t, tz).isoformat(timespec="milliseconds")
+
+    def period(p: Period) -> dict[str, Any]:
+        return {
+            "number": p.number,
+            "district": printable(p.district),
+            "district_name": printable(p.district_name),
+            "start": when(p.start),
+            "end": when(p.end),
+            "before_window": p.before_window,
+            "duration": p.duration,
+            "time_to_detect": p.time_to_detect,
+            "time_to_recover": p.time_to_recover,
+            "reason": printable(p.reason),
+        }
 
     def segment(s: Segment) -> dict[str, Any]:
         return {"start": when(s.start), "end": when(s.end), "worst": s.worst, "rooms": s.rooms}
@@ -92,38 +106,20 @@ def render(report: Report) -> str:
         ],
         "incidents": [
             {
-                "number": i.number,
+                **period(i),
                 "cause": printable(i.cause),
                 "cause_name": printable(i.cause_name),
-                "district": printable(i.district),
-                "district_name": printable(i.district_name),
-                "start": when(i.start),
-                "end": when(i.end),
-                "before_window": i.before_window,
-                "duration": i.duration,
-                "time_to_detect": i.time_to_detect,
-                "time_to_recover": i.time_to_recover,
                 "rooms": i.rooms,
                 "rooms_by_state": i.rooms_by_state,
-                "reason": printable(i.reason),
                 "points": [printable(p) for p in i.points],
             }
             for i in report.incidents
         ],
         "degraded": [
             {
-                "number": p.number,
+                **period(p),
                 "point": printable(p.point),
                 "name": printable(p.name),
-                "district": printable(p.district),
-                "district_name": printable(p.district_name),
-                "start": when(p.start),
-                "end": when(p.end),
-                "before_window": p.before_window,
-                "duration": p.duration,
-                "time_to_detect": p.time_to_detect,
-                "time_to_recover": p.time_to_recover,
-                "reason": printable(p.reason),
                 "figures": _figures(p.figures),
             }
             for p in report.degraded

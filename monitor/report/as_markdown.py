@@ -186,7 +186,7 @@ def render(report: Report) -> str:
                 seconds(r.times.degraded),
             ]
             for r in report.rooms
-            if r.times.out > 0 or r.times.degraded > 0
+            if r.troubled
         ),
         "Không có điểm cầu nào mất kết nối hoặc có chất lượng kém.",
     )

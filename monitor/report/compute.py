@@ -50,6 +50,7 @@ __all__ = [
     "Incident",
     "Meta",
     "Note",
+    "Period",
     "Report",
     "Room",
     "Segment",
@@ -181,6 +182,11 @@ class Room:
     def availability(self) -> float | None:
         return self.times.availability
 
+    @property
+    def troubled(self) -> bool:
+        """Out or degraded at some time in the window."""
+        return self.times.out > 0 or self.times.degraded > 0
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -216,25 +222,34 @@ class District:
 
 
 @dataclass(frozen=True)
-class Incident:
-    """An outage: the rooms down or unreachable for one cause, over one stretch of time."""
+class Period:
+    """What an incident and a degraded period both have: when, for how long, how soon it was
+    told and how soon the repair was, and why."""
 
     number: int
-    cause: str
-    cause_name: str
     district: str
     district_name: str
     start: float
-    #: when the last room was back; None: still out at the window's end
+    #: when it was over (for an incident: the last room back); None: still on at the end
     end: float | None
     #: it started before the window (its start is the stored change's time)
     before_window: bool
     duration: float
     time_to_detect: float | None
     time_to_recover: float | None
+    #: the reason of the change that began it, as the health model wrote it (for a degraded
+    #: period, what crossed: ``loss 5.2% > 2.0% (13 of 250 packets)``)
+    reason: str
+
+
+@dataclass(frozen=True)
+class Incident(Period):
+    """An outage: the rooms down or unreachable for one cause, over one stretch of time."""
+
+    cause: str
+    cause_name: str
     #: rooms counted once each, by the worst state they had in it
     rooms_by_state: dict[str, int]
-    reason: str
     points: tuple[str, ...]
 
     @property
@@ -243,22 +258,11 @@ class Incident:
 
 
 @dataclass(frozen=True)
-class DegradedPeriod:
+class DegradedPeriod(Period):
     """A room in the call with its quality across a threshold."""
 
-    number: int
     point: str
     name: str
-    district: str
-    district_name: str
-    start: float
-    end: float | None
-    before_window: bool
-    duration: float
-    time_to_detect: float | None
-    time_to_recover: float | None
-    #: what crossed, as the health model said it (``loss 5.2% > 2.0% (13 of 250 packets)``)
-    reason: str
     #: the room's figures when it was judged degraded
     figures: Figures
 
@@ -732,13 +736,18 @@ def _incidents(
             groups.append((cause, current))
     out: list[Incident] = []
     for cause, group in sorted(groups, key=lambda g: (min(p.start for p in g[1]), g[0])):
+
+        def ended(p: _Piece) -> float:
+            return math.inf if p.end is None else p.end
+
         first = min(group, key=lambda p: p.start)
-        head = next((p for p in group if p.point == cause), None)
-        opening = head or first
+        # the cause's own stretches (its headquarters flapping is one incident, several
+        # stretches) say when it was first seen failing and first seen good again
+        heads = [p for p in group if p.point == cause]
+        opening = min(heads, key=lambda p: p.start) if heads else first
+        closing = _recovered(max(heads or group, key=ended).closed)
         start = first.start
-        finish = None if any(p.end is None for p in group) else max(p.end or 0.0 for p in group)
-        last_back = max(group, key=lambda p: math.inf if p.end is None else p.end)
-        closing = _recovered(head.closed) if head is not None else _recovered(last_back.closed)
+        finish = None if any(p.end is None for p in group) else max(ended(p) for p in group)
         worst: dict[str, State] = {}
         for p in group:
             for state in p.states:

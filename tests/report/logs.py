@@ -10,26 +10,14 @@ from pathlib import Path
 from monitor.core.events import Event, State
 from monitor.inventory import Inventory, parse_inventory
 from monitor.outputs.eventlog import EventLog, RunInfo
+from tests.core.test_health import CONFIG as HEALTH_CONFIG
 
 #: a window start; the tests' times are offsets from it (2026-05-28 08:00 in Hanoi)
 T0 = 1_779_930_000.0
 
-#: two districts: d (headquarters and three communes) and m (a headquarters alone)
-CONFIG = """
-monitor: {name: "Hội nghị thử", interval: 5s, timezone: Asia/Ho_Chi_Minh}
-profiles:
-  room: {sip: {}}
-points:
-  - id: d
-    name: "Huyện Ba Vì"
-    host: 10.0.0.1
-    profile: room
-    points:
-      - {id: d.a, name: "Xã Tản Lĩnh", host: 10.0.1.1}
-      - {id: d.b, name: "Xã Ba Trại", host: 10.0.1.2}
-      - {id: d.c, name: "Xã Ba Vì", host: 10.0.1.3}
-  - {id: m, name: "Quận Ba Đình", host: 10.0.0.2, profile: room}
-"""
+#: the health model's tests' inventory: d (Huyện Ba Vì: headquarters and three communes) and
+#: m (Quận Ba Đình, a headquarters alone)
+CONFIG = HEALTH_CONFIG
 
 DISTRICTS = {"d": "d", "d.a": "d", "d.b": "d", "d.c": "d", "m": "m"}
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
-import sys
 import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ from monitor.cli import main
 from monitor.commands.report import parse_time
 from monitor.core.events import State
 from monitor.errors import UsageError
-from tests.helpers import ROOT
+from tests.commands.test_demo import run_cli
 from tests.outputs.test_eventlog_hostile import foreign, foreign_app, garbage
 from tests.report.logs import CONFIG, T0, change, first_results, write_log
 
@@ -50,7 +48,7 @@ def test_a_report_to_a_file_and_to_stdout(
     out_file = tmp_path / "r.json"
     assert run(capsys, *window, "-c", str(inv), "-o", str(out_file)) == (0, "", "")
     doc = json.loads(out_file.read_text(encoding="utf-8"))
-    assert doc["summary"]["outages"] == 1 and doc["report"]["title"] == "Hội nghị thử"
+    assert doc["summary"]["outages"] == 1 and doc["report"]["title"] == "confmon"
     code, out, err = run(capsys, *window, "--format", "md", "-o", "-")
     assert code == 0 and err == "" and out.startswith("# Báo cáo tình trạng kết nối")
     assert run(capsys, *window, "-o", str(out_file), "--force")[0] == 0
@@ -165,17 +163,9 @@ def test_a_real_process_says_one_line_without_a_traceback(tmp_path: Path) -> Non
     """`python -m monitor report` on a file that is not a log: exit 2, one stderr line."""
     bad = tmp_path / "notes.sqlite3"
     bad.write_text("meeting notes\n", encoding="utf-8")
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "monitor", "report", "--state-db", str(bad)),
-            *("--from", "08:00", "--to", "09:00", "-o", str(tmp_path / "r.html")),
-        ],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=ROOT,
-        timeout=60,
-        check=False,
+    proc = run_cli(
+        *("report", "--state-db", str(bad), "--from", "08:00", "--to", "09:00"),
+        *("-o", str(tmp_path / "r.html")),
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines() == [

@@ -224,3 +224,23 @@ async def test_a_window_ending_in_the_future_stops_at_now(tmp_path: Path) -> Non
     r = report(db, 0, NOW - T0 + 3600)
     assert r.meta.end == NOW and r.meta.requested_end == NOW + 3600
     assert "window_in_future" in [n.code for n in r.notes]
+
+
+async def test_a_flapping_uplink_under_rooms_still_out_is_one_incident(tmp_path: Path) -> None:
+    """The headquarters down, up for 10 s, down again while its commune stays unreachable:
+    one incident (the stretches of one cause overlap); recovery from its last stretch."""
+    events = [
+        *first_results(-10),
+        change("d", State.UP, State.DOWN, 100, evidence=92),
+        change("d.a", State.UP, State.UNREACHABLE, 101, cause="d", evidence=95),
+        change("d", State.DOWN, State.UP, 150, evidence=146),
+        change("d", State.UP, State.DOWN, 160, evidence=155),
+        change("d", State.DOWN, State.UP, 300, evidence=290),
+        change("d.a", State.UNREACHABLE, State.UP, 302, cause="d", evidence=291),
+    ]
+    r = report(await write_log(tmp_path / "e.sqlite3", events))
+    [i] = r.incidents
+    assert (i.start, i.end, i.rooms) == (T0 + 100, T0 + 302, 2)
+    assert i.time_to_detect == pytest.approx(8.0) and i.time_to_recover == pytest.approx(12.0)
+    hq = next(room for room in r.rooms if room.id == "d")
+    assert hq.times.down == pytest.approx(190.0) and hq.changes == 4

@@ -28,7 +28,7 @@ import pytest
 
 from monitor.inventory import load_inventory
 from monitor.lab.scenario import SCENARIO_DIR, load_scenario
-from tests.commands.test_demo import demo_files
+from tests.commands.test_demo import demo_files, run_cli
 from tests.helpers import CONFIGS, ROOT, free_port, require_binary
 from tests.report.test_render import SCHEMA, csv_blocks
 
@@ -54,18 +54,6 @@ def scenario_cut() -> float:
     return (repair - cut) / SPEED
 
 
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "monitor", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        cwd=ROOT,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     """The demo played once, then its report written in the four formats."""
@@ -73,22 +61,32 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     inventory, _ = demo_files(tmp)
     db = tmp / "session.sqlite3"
     started = time.time()
-    demo = cli(
-        "demo",
-        "--no-dashboard",
-        "--scenario",
-        "uplink-loss",
-        "--speed",
-        f"{SPEED:g}",
-        "--duration",
-        f"{DURATION:g}",
-        "-c",
-        str(inventory),
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-        "--state-db",
-        str(db),
+    demo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "demo",
+            "--no-dashboard",
+            "--scenario",
+            "uplink-loss",
+            "--speed",
+            f"{SPEED:g}",
+            "--duration",
+            f"{DURATION:g}",
+            "-c",
+            str(inventory),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--state-db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        cwd=ROOT,
         timeout=DURATION + 60,
+        check=False,
     )
     ended = time.time()
     assert demo.returncode == 0, demo.stderr
@@ -101,7 +99,9 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
     reports = {}
     for fmt in ("json", "html", "md", "csv"):
         out = tmp / f"session.{fmt}"
-        done = cli("report", "--state-db", str(db), "-c", str(inventory), *window, "-o", str(out))
+        done = run_cli(
+            "report", "--state-db", str(db), "-c", str(inventory), *window, "-o", str(out)
+        )
         assert done.returncode == 0 and done.stderr == "", done.stderr
         reports[fmt] = out
     return Session(db, reports, demo.stdout)
