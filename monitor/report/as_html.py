@@ -99,7 +99,8 @@ tr.district { break-after: avoid; }
 .closing { break-inside: avoid; }
 .sign { display: flex; justify-content: flex-end; margin-top: 18px; }
 .sign div { text-align: center; width: 45%; font-size: 9.5pt; }
-.sign .role { font-weight: bold; text-transform: uppercase; }
+.sign .date { font-style: italic; margin: 0 0 4px; }
+.sign .role { font-weight: bold; text-transform: uppercase; margin: 0; }
 .sign .hint { font-style: italic; font-size: 8.5pt; color: #555; margin-bottom: 48px; }
 section.appendix { break-before: page; }
 section.appendix table { font-size: 7pt; line-height: 1.2; }
@@ -162,7 +163,7 @@ def render(report: Report) -> str:
         '<div class="closing">',
         f"<h2>{_e(HEADINGS['method'])}</h2>",
         f'<p class="method">{_e(METHOD)}</p>',
-        _signature(),
+        _signature(report, clock),
         "</div>",
         '<section class="appendix">',
         f"<h2>{_e(HEADINGS['rooms'])}</h2>",
@@ -591,8 +592,11 @@ def _rooms(rooms: list[Room], report: Report) -> str:
     return f"<table><thead><tr>{head}</tr></thead>{bodies}</table>"
 
 
-def _signature() -> str:
+def _signature(report: Report, clock: Clock) -> str:
+    when = clock.local(report.meta.generated_at)
     return (
-        '<div class="sign"><div><p class="role">Người lập báo cáo</p>'
+        '<div class="sign"><div>'
+        f'<p class="date">Ngày {when:%d} tháng {when:%m} năm {when:%Y}</p>'
+        '<p class="role">Người lập báo cáo</p>'
         '<p class="hint">(Ký, ghi rõ họ tên)</p></div></div>'
     )
