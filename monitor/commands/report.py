@@ -157,20 +157,23 @@ def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "report",
         help="the session report from an event log: HTML, Markdown, CSV or JSON",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Turn the event log of a session into its report: rooms monitored, readiness at "
-            "the start, availability over the session (time-weighted; maintenance and time "
-            "not monitored left out and shown apart), incidents grouped by cause (a district "
-            "whose uplink failed is one incident with its rooms counted) with their times to "
-            "detect and recover, degraded periods, gaps in monitoring, and each district and "
-            "room with its availability, down time and worst RTT, loss and MOS. The log may "
+            "Turn the event log of a session into its report: rooms monitored, readiness at\n"
+            "the start, availability over the session (time-weighted; maintenance and time\n"
+            "not monitored left out and shown apart), incidents grouped by cause (a district\n"
+            "whose uplink failed is one incident with its rooms counted) with their times to\n"
+            "detect and recover, degraded periods, gaps in monitoring, and each district and\n"
+            "room with its availability, down time and worst RTT, loss and MOS. The log may\n"
             "be read while the monitor writes it."
         ),
         epilog=(
-            "examples: confmon report --state-db hanoi.sqlite3 -c configs/hanoi.yaml "
-            "--from 08:00 --to 11:30 -o session.html ; "
-            "confmon report --state-db hanoi.sqlite3 --from 2026-11-26T08:00 --to now "
-            "--format md -o -   (figures: docs/report.md)"
+            "examples:\n"
+            "  confmon report --state-db hanoi.sqlite3 -c configs/hanoi.yaml \\\n"
+            "      --from 08:00 --to 11:30 -o session.html\n"
+            "  confmon report --state-db hanoi.sqlite3 --from 2026-11-26T08:00 --to now \\\n"
+            "      --format md -o -\n\n"
+            "What each figure is and how it is computed: docs/report.md"
         ),
     )
     p.add_argument(
