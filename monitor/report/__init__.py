@@ -5,5 +5,6 @@ the operators hand in afterwards.
 makes every figure once, as a typed :class:`~monitor.report.compute.Report`; the renderers
 (:mod:`~monitor.report.as_html`, :mod:`~monitor.report.as_markdown`,
 :mod:`~monitor.report.as_csv`, :mod:`~monitor.report.as_json`) only format that same report,
-each as one function ``render(report) -> str`` registered in :data:`FORMATS`.
+each as one function ``render(report) -> str``, by name in
+:data:`monitor.report.formats.FORMATS`.
 """

@@ -16,8 +16,10 @@ from monitor.report.compute import NOT_RUNNING, Gap, Incident, Note, Report
 from monitor.vietnamese import STATE_VI, duration
 
 __all__ = [
+    "COLUMNS",
     "CONDITION",
     "HEADINGS",
+    "METHOD",
     "Clock",
     "figure_loss",
     "figure_mos",
