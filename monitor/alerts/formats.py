@@ -28,6 +28,9 @@ from typing import Any
 
 from monitor.alerts.config import Receiver
 from monitor.alerts.grouping import Notification
+from monitor.vietnamese import STATE_VI as _STATE_VI
+from monitor.vietnamese import duration as _span
+from monitor.vietnamese import state_counts as _counts
 
 __all__ = ["AM_RESEND", "Context", "Rendered", "render", "text_of"]
 
@@ -38,14 +41,6 @@ TEXT_LIMIT = {"telegram": 4000, "zalo": 2000, "slack": 3000}
 #: rooms listed one by one in a text; beyond, they are counted
 LISTED = 10
 
-_STATE_VI = {
-    "up": "hoạt động",
-    "degraded": "chất lượng kém",
-    "down": "mất kết nối",
-    "unreachable": "không truy cập được",
-    "unknown": "không có dữ liệu",
-    "maintenance": "bảo trì",
-}
 _SEVERITY = {
     "down": "critical",
     "unreachable": "critical",
@@ -292,23 +287,6 @@ def _clock(t: float | None, tz: zoneinfo.ZoneInfo, now: float | None = None) -> 
     if now is not None and when.date() != datetime.datetime.fromtimestamp(now, tz=tz).date():
         return when.strftime("%H:%M:%S %d/%m")
     return when.strftime("%H:%M:%S")
-
-
-def _span(seconds: float) -> str:
-    """``8 phút 22 giây``, ``1 giờ 5 phút``."""
-    s = max(0, round(seconds))
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    if h:
-        return f"{h} giờ {m} phút" if m else f"{h} giờ"
-    if m:
-        return f"{m} phút {sec} giây" if sec else f"{m} phút"
-    return f"{sec} giây"
-
-
-def _counts(counts: dict[str, int]) -> str:
-    order = ("down", "unreachable", "degraded", "unknown", "maintenance")
-    return ", ".join(f"{counts[s]} {_STATE_VI[s]}" for s in order if counts.get(s))
 
 
 def _title(n: Notification) -> str:

@@ -23,4 +23,5 @@ COMMANDS = (
     "lab",
     "inventory",
     "alerts",
+    "report",
 )

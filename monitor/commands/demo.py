@@ -69,6 +69,10 @@ class DemoOptions:
     duration: float | None = None  # seconds; None = until Ctrl-C
     lab_base: IPv4Address = LAB_BASE  # first lab address; another block lets two demos coexist
     bell: Bell | None = None  # the dashboard's bell (None: silent)
+    #: the event log (None: kept in memory, gone at exit); a file can be given to confmon report
+    state_db: Path | None = None
+    #: the scenario's steps come this many times sooner (the monitor's timing is unchanged)
+    speed: float = 1.0
 
 
 #: the demo's alert receiver when the inventory has none: never sent to, only printed
@@ -182,6 +186,7 @@ async def run_demo(opts: DemoOptions) -> int:
                     await task
 
     app_opts = AppOptions(
+        state_db=opts.state_db or ":memory:",
         listen=opts.listen,
         icmp="auto",
         drop=muted.__contains__,
@@ -210,12 +215,14 @@ async def _play(
 
     def announce(at: float, step: Step) -> None:
         if not opts.dashboard:
+            played = f" (played at +{at / opts.speed:g}s)" if opts.speed != 1 else ""
             print(
-                f"-- scenario {scenario.name} +{at:g}s: {step.note or step.impair or 'change'}",
+                f"-- scenario {scenario.name} +{at:g}s{played}: "
+                f"{step.note or step.impair or 'change'}",
                 flush=True,
             )
 
-    await play(scenario, inv, impair=impair, stale=mute, announce=announce)
+    await play(scenario, inv, impair=impair, stale=mute, announce=announce, speed=opts.speed)
 
 
 # --- the command line -----------------------------------------------------------------
@@ -234,6 +241,8 @@ def _handle(args: argparse.Namespace) -> int:
         setup_logging("text", "warning")
     else:
         setup_logging("text", "critical")  # the dashboard owns the screen
+    if args.state_db is not None and not args.state_db.strip():
+        raise UsageError("--state-db is empty (an unset variable?): give a path, or leave it out")
     opts = DemoOptions(
         config=Path(args.config) if args.config else DEFAULT_CONFIG,
         scenario=args.scenario,
@@ -243,6 +252,8 @@ def _handle(args: argparse.Namespace) -> int:
         duration=_duration(args.duration),
         lab_base=parse_lab_base(args.lab_base),
         bell=bell_from(args),
+        state_db=Path(args.state_db) if args.state_db else None,
+        speed=args.speed,
     )
     if not opts.config.exists():
         raise UsageError(f"{opts.config} not found; run from a confmon checkout or pass -c FILE")
@@ -284,5 +295,20 @@ def add_parser(sub: Subparsers) -> None:
         type=number_in(0, 1e9, low_open=True, unit=" seconds"),
         metavar="SECONDS",
         help="stop after this long (default: until Ctrl-C)",
+    )
+    p.add_argument(
+        "--speed",
+        type=number_in(0.1, 100, unit=" times"),
+        default=1.0,
+        metavar="FACTOR",
+        help="play the scenario's steps FACTOR times sooner (uplink-loss at 3: the cut at 5s, "
+        "the repair at 25s); the monitor's timing stays the inventory's, so a cut shorter "
+        "than fail_after cycles is never seen",
+    )
+    p.add_argument(
+        "--state-db",
+        metavar="PATH",
+        help="keep the event log in this SQLite file, for confmon report afterwards "
+        "(default: in memory, gone at exit)",
     )
     p.set_defaults(handler=_handle)

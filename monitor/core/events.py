@@ -46,6 +46,7 @@ __all__ = [
     "LiveSubscription",
     "State",
     "event_json",
+    "incident_key",
 ]
 
 log = logging.getLogger("confmon")
@@ -82,6 +83,11 @@ class Event:
     ``cause`` is the id of the point where the trouble is: the point itself, or the
     ancestor whose path is down; for a recovery, the cause of the state it leaves.
     ``id`` is 0 until the event log has stored the event.
+
+    ``evidence`` is when the results behind the change began: the first of the failed (or,
+    for a recovery, good) cycles that the hysteresis counted, or the last fresh result before
+    a gap; ``at - evidence`` is how long the change took to be told. None when it is not
+    known (a state resumed after a restart, a maintenance window).
     """
 
     point: str
@@ -94,6 +100,7 @@ class Event:
     name: str = ""
     district: str = ""
     id: int = 0
+    evidence: float | None = None
 
 
 def event_json(e: Event) -> dict[str, Any]:
@@ -110,6 +117,19 @@ def event_json(e: Event) -> dict[str, Any]:
         "cause": e.cause or e.point,
         "metrics": e.metrics,
     }
+
+
+def incident_key(state: str, point: str, cause: str, district: str) -> str:
+    """The incident a point's state belongs to, the same on the screens and in the report.
+
+    A gap in monitoring (``unknown``) is its agent's (``agent:ID``) when its agent went
+    offline, else its district's (``gap:DISTRICT``): never an outage of the room. Any other
+    trouble is its cause's: the point itself, or the uplink whose path is down, so that a
+    district's outage is one incident with its rooms counted.
+    """
+    if state == State.UNKNOWN:
+        return cause if cause.startswith("agent:") else f"gap:{district}"
+    return cause or point
 
 
 #: what a live subscriber finds in its queue when it fell behind: re-read from the log

@@ -107,6 +107,30 @@ class PointHealth:
     #: without a fresh path result for this long the point is unknown: stale_after, or
     #: longer when the path is judged only by probes on a longer period of their own
     stale_for: float = 0.0
+    #: when the current run of failed (good) cycles began, for each question and for
+    #: quality: the evidence behind a state change (:attr:`Event.evidence`)
+    path_fail_at: float | None = None
+    path_good_at: float | None = None
+    service_fail_at: float | None = None
+    service_good_at: float | None = None
+    quality_fail_at: float | None = None
+    quality_good_at: float | None = None
+
+    def evidence(self, state: State, previous: State) -> float | None:
+        """When the results that lead to ``state`` began (see :attr:`Event.evidence`)."""
+        if state in (State.DOWN, State.UNREACHABLE):
+            return self.path_fail_at if self.path_down else self.service_fail_at
+        if state is State.DEGRADED:
+            return self.quality_fail_at
+        if state is State.UNKNOWN:
+            return self.last_seen
+        if state is State.UP:
+            if previous is State.DEGRADED:
+                return self.quality_good_at
+            # the later good run is the one of what failed (the other has been good longer)
+            goods = [t for t in (self.path_good_at, self.service_good_at) if t is not None]
+            return max(goods, default=None)
+        return None
 
     def reason_code(self) -> str:
         """The reason of the visible state as one short word, for metric labels and
@@ -240,6 +264,7 @@ class HealthModel:
             return []
         reach = h.reach
         cycle = [r for r in results if r.probe in reach]
+        first = min(r.at for r in results) if results else now
         if cycle:
             h.last_seen = seen
             h.gap = ""
@@ -248,7 +273,7 @@ class HealthModel:
         for r in results:
             if r.at >= recovered:
                 add(r)
-        self._judge_quality(h, now, counted=bool(cycle))
+        self._judge_quality(h, now, counted=bool(cycle), first=first)
         events: list[Event] = []
         self._update(h, now, events)
         if h.point.children and cycle:
@@ -264,17 +289,22 @@ class HealthModel:
             if r.ok:
                 ok = True
                 break
+        first = min(r.at for r in cycle)
         if ok and h.last_ok is False:
-            h.recovered_at = min(r.at for r in cycle)
+            h.recovered_at = first
             h.window.start_after(h.recovered_at)
         h.last_ok = ok
         if ok:
+            if not h.goods:
+                h.path_good_at = first
             h.goods += 1
             h.fails = 0
             if h.path_down and h.goods >= self._recover_after:
                 h.path_down = False
-            self._judge_service(h, results, now)
+            self._judge_service(h, results, now, first)
         else:
+            if not h.fails:
+                h.path_fail_at = first
             h.fails += 1
             h.goods = 0
             if h.fails >= self._fail_after:
@@ -287,9 +317,11 @@ class HealthModel:
         else:
             h.own = State.UP
 
-    def _judge_service(self, h: PointHealth, results: Sequence[ProbeResult], now: float) -> None:
+    def _judge_service(
+        self, h: PointHealth, results: Sequence[ProbeResult], now: float, first: float
+    ) -> None:
         """The required probes of a cycle whose path is up (their latest fresh results for a
-        probe on its own period, such as media)."""
+        probe on its own period, such as media); ``first`` is when the cycle was taken."""
         required = h.required
         if required == h.reach:
             # the path's answer is the service's: nothing more to judge (and nothing left
@@ -305,11 +337,15 @@ class HealthModel:
             if not r.ok:
                 failing.append(r)
         if not failing:
+            if not h.service_goods:
+                h.service_good_at = first
             h.service_goods += 1
             h.service_fails = 0
             if h.service_down and h.service_goods >= self._recover_after:
                 h.service_down = False
             return
+        if not h.service_fails:
+            h.service_fail_at = min(r.at for r in failing)
         h.service_fails += 1
         h.service_goods = 0
         if h.service_fails >= self._fail_after:
@@ -345,6 +381,8 @@ class HealthModel:
         h.quality_fails = h.quality_goods = 0
         h.path_down = h.service_down = h.quality_bad = False
         h.last_ok = None
+        h.path_fail_at = h.path_good_at = h.service_fail_at = h.service_good_at = None
+        h.quality_fail_at = h.quality_good_at = None
 
     def tick(self, now: float) -> list[Event]:
         """Apply staleness and maintenance windows as of ``now``. Call about once a second."""
@@ -432,6 +470,12 @@ class HealthModel:
                 "gap",
                 "cause",
                 "in_maintenance",
+                "path_fail_at",
+                "path_good_at",
+                "service_fail_at",
+                "service_good_at",
+                "quality_fail_at",
+                "quality_good_at",
             ):
                 setattr(h, name, getattr(before, name))
             if (h.reach, h.required) != (before.reach, before.required):
@@ -470,9 +514,9 @@ class HealthModel:
         errors = "; ".join(f"{r.probe}: {r.error or 'failed'}" for r in cycle)
         return f"{fails} failed cycles ({errors})"
 
-    def _judge_quality(self, h: PointHealth, now: float, *, counted: bool) -> None:
+    def _judge_quality(self, h: PointHealth, now: float, *, counted: bool, first: float) -> None:
         """The window's verdict, and the other probes' failures and warnings; a cycle of the
-        interval (``counted``) moves the degraded hysteresis."""
+        interval (``counted``, taken at ``first``) moves the degraded hysteresis."""
         failing: list[str] = []
         reach, required = h.reach, h.required
         for r in h.latest.values():
@@ -501,11 +545,15 @@ class HealthModel:
         if not counted:
             return
         if crossed:
+            if not h.quality_fails:
+                h.quality_fail_at = first
             h.quality_fails += 1
             h.quality_goods = 0
             if h.quality_fails >= self._fail_after:
                 h.quality_bad = True
         else:
+            if not h.quality_goods:
+                h.quality_good_at = first
             h.quality_goods += 1
             h.quality_fails = 0
             if h.quality_goods >= self._recover_after:
@@ -575,6 +623,7 @@ class HealthModel:
                 cause=h.cause,
                 name=p.name,
                 district=p.district,
+                evidence=h.evidence(state, previous),
             )
         )
 

@@ -25,7 +25,7 @@ from monitor.core.ingest import Ingest
 from monitor.core.results import ProbeResult
 from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
-from monitor.outputs.eventlog import EventLog, LogUnavailable
+from monitor.outputs.eventlog import EventLog, LogUnavailable, RunInfo
 from monitor.outputs.metrics import PointMetricsWriter, Telemetry
 from monitor.text import printable
 
@@ -81,10 +81,12 @@ class Monitor:
 
     async def start(self) -> None:
         """Open the event log, resume saved states, start the event writer and the ticker."""
+        settings = self.inv.settings
         self.eventlog = await EventLog.open(
             self.state_db,
             {p.id: p.district for p in self.inv.points.values()},
-            retention=self.inv.settings.event_retention,
+            retention=settings.event_retention,
+            run=RunInfo(settings.name, settings.timezone, settings.interval),
         )
         saved = await self.eventlog.last_states()
         self.model.restore(saved, time.time(), await self.eventlog.last_causes())

@@ -20,6 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.core.events import incident_key
 from monitor.text import printable
 
 __all__ = [
@@ -435,7 +436,7 @@ class Snapshot:
             elif p.state == "unknown":
                 # a gap in monitoring, not an outage: one row per agent gone, or per district
                 # whose rooms have no fresh data (a lost probe, a broker away)
-                gap = p.cause if p.cause.startswith("agent:") else f"gap:{p.district}"
+                gap = incident_key(p.state, p.id, p.cause, p.district)
                 out.setdefault(gap, Incident(gap, None)).behind.append(p)
             else:
                 out[p.id] = Incident(p.id, p)

@@ -44,6 +44,15 @@ cursor in the log that way (:mod:`monitor.alerts.service`).
 
 The log also remembers each point's last state, so a restarted monitor resumes
 from it without announcing the states again.
+
+It also keeps when a monitor wrote it (the ``runs`` table: one row per open, with its
+start, a heartbeat every :data:`HEARTBEAT` seconds and its stop), because a state read
+from the log lasts until the next change *whether or not a monitor was running*: the
+session report (:mod:`monitor.report`) counts the time between runs as not monitored
+instead of as whatever state was last written. Logs of an older confmon get the table
+when a monitor opens them; the time before their first run is only known by its events.
+:func:`open_read_only` is how such a reader opens a log: checked as :meth:`EventLog.open`
+checks it, without a lock, and never changed.
 """
 
 from __future__ import annotations
@@ -63,7 +72,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -72,6 +81,7 @@ from monitor.errors import ConfmonError
 from monitor.text import printable
 
 __all__ = [
+    "HEARTBEAT",
     "READERS",
     "READ_QUEUE",
     "READ_TIME",
@@ -80,7 +90,9 @@ __all__ = [
     "LogBusy",
     "LogRefused",
     "LogUnavailable",
+    "RunInfo",
     "Stage",
+    "open_read_only",
 ]
 
 log = logging.getLogger("confmon")
@@ -102,6 +114,9 @@ READ_WAIT = 30.0
 WATCH_INTERVAL = 2.0
 #: seconds :meth:`EventLog.close` waits for the writer thread before leaving it
 CLOSE_TIME = 10.0
+#: seconds between two heartbeats of a run (``runs.alive``): a monitor that dies without
+#: closing the log is known to have run until its last heartbeat
+HEARTBEAT = 10.0
 #: ``PRAGMA application_id`` of a confmon event log ("cmon"), so another program's
 #: database is told apart from ours
 APPLICATION_ID = 0x636D6F6E
@@ -117,7 +132,8 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT NOT NULL,
     metrics TEXT NOT NULL,
     cause TEXT NOT NULL DEFAULT '',
-    name TEXT NOT NULL DEFAULT ''
+    name TEXT NOT NULL DEFAULT '',
+    evidence REAL
 );
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
 CREATE INDEX IF NOT EXISTS events_point ON events (point, id);
@@ -133,6 +149,16 @@ CREATE TABLE IF NOT EXISTS acks (
     by TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    alive REAL NOT NULL,
+    stopped REAL,
+    pid INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    timezone TEXT NOT NULL DEFAULT '',
+    interval REAL
+);
 """
 
 #: columns added since the first release, for logs written by an older confmon
@@ -140,16 +166,27 @@ _MIGRATIONS = (
     ("events", "cause", "ALTER TABLE events ADD COLUMN cause TEXT NOT NULL DEFAULT ''"),
     ("events", "name", "ALTER TABLE events ADD COLUMN name TEXT NOT NULL DEFAULT ''"),
     ("last_state", "cause", "ALTER TABLE last_state ADD COLUMN cause TEXT NOT NULL DEFAULT ''"),
+    ("events", "evidence", "ALTER TABLE events ADD COLUMN evidence REAL"),
 )
 
 #: what every confmon log's events table has had since the first release
 _FIRST_COLUMNS = frozenset({"id", "at", "point", "district", "previous", "state", "reason"})
 
-_COLUMNS = "id, at, point, district, previous, state, reason, metrics, cause, name"
+_COLUMNS = "id, at, point, district, previous, state, reason, metrics, cause, name, evidence"
 
 _MAGIC = b"SQLite format 3\x00"
 
 _MOVE_ASIDE = "move it aside or pass another --state-db"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a monitor writes about itself in its row of the ``runs`` table, so that a report
+    read without the inventory still has the conference's name and time zone."""
+
+    name: str = ""
+    timezone: str = ""
+    interval: float | None = None
 
 
 class LogBusy(ConfmonError):
@@ -191,6 +228,101 @@ def why(exc: BaseException) -> str:
             return f"{exc.strerror}: {printable(str(exc.filename), 200)}"
         return exc.strerror
     return printable(str(exc), 200) or type(exc).__name__
+
+
+def _refuse_foreign_file(file: str, shown: str, hint: str) -> bool:
+    """Refuse (:class:`LogRefused`) a path that is not a regular file or not an SQLite
+    database, looking at it only (a FIFO would hang an open); False if nothing is there."""
+    try:
+        st = os.stat(file)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        raise LogRefused(f"{shown} is not a regular file; pass a file to --state-db")
+    if st.st_size:
+        with open(file, "rb") as f:
+            if f.read(len(_MAGIC)) != _MAGIC:
+                raise LogRefused(
+                    f"{shown} is not a confmon event log (not an SQLite database); {hint}"
+                )
+    return True
+
+
+def _refuse_corrupt(db: sqlite3.Connection, shown: str, hint: str) -> None:
+    found = _rows(db, "PRAGMA quick_check(1)")[0][0]
+    if found != "ok":
+        detail = printable(str(found).replace("*** in database main ***\n", ""), 200)
+        raise LogRefused(f"{shown} is corrupt ({detail}); {hint}")
+
+
+def _refuse_foreign_schema(db: sqlite3.Connection, shown: str, hint: str) -> tuple[int, set[str]]:
+    """Refuse another program's database; returns the application id and the tables (an
+    empty database has neither)."""
+    app = int(_rows(db, "PRAGMA application_id")[0][0])
+    tables = {
+        str(r[0])
+        for r in _rows(db, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        if not str(r[0]).startswith("sqlite_")
+    }
+    if app not in (0, APPLICATION_ID):
+        raise LogRefused(
+            f"{shown} is not a confmon event log (another program's database: "
+            f"application id {app:#x}); {hint}"
+        )
+    if tables and "events" not in tables:
+        names = ", ".join(printable(t, 40) for t in sorted(tables)[:5])
+        more = f" and {len(tables) - 5} more" if len(tables) > 5 else ""
+        raise LogRefused(
+            f"{shown} is not a confmon event log (another program's database, "
+            f"with the tables {names}{more}); {hint}"
+        )
+    if "events" in tables:
+        columns = {r[1] for r in _rows(db, "PRAGMA table_info(events)")}
+        if missing := sorted(_FIRST_COLUMNS - columns):
+            raise LogRefused(
+                f"{shown} is not a confmon event log (its events table has no "
+                f"{', '.join(missing)}); {hint}"
+            )
+    return app, tables
+
+
+#: what a reader of someone else's log is told to do about a file it cannot read
+_PASS_THE_LOG = "pass the event log a monitor writes (its --state-db)"
+
+
+def open_read_only(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection to the confmon event log at ``path``, for readers in other
+    processes (``confmon report``): no lock is taken and nothing is changed, so a running
+    monitor goes on writing it. The file is checked as :meth:`EventLog.open` checks it;
+    :class:`LogRefused` (exit 2) says in one line why it cannot be read: missing, not a
+    file, corrupt, another program's database, or no events table at all."""
+    file = os.path.abspath(path)
+    shown = printable(str(path), 200)
+    try:
+        if not _refuse_foreign_file(file, shown, _PASS_THE_LOG):
+            raise LogRefused(f"{shown}: no such file; {_PASS_THE_LOG}")
+        db = sqlite3.connect(f"file:{urllib.parse.quote(file)}?mode=ro", uri=True, timeout=5.0)
+    except OSError as exc:
+        raise LogRefused(f"cannot read {shown}: {why(exc)}") from None
+    except sqlite3.Error as exc:
+        raise LogRefused(f"cannot read {shown}: {why(exc)}") from None
+    try:
+        _rows(db, "PRAGMA query_only=ON")
+        _refuse_corrupt(db, shown, _PASS_THE_LOG)
+        _, tables = _refuse_foreign_schema(db, shown, _PASS_THE_LOG)
+        if "events" not in tables:
+            raise LogRefused(f"{shown} is not a confmon event log (it is empty); {_PASS_THE_LOG}")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        if isinstance(exc, sqlite3.OperationalError):
+            raise LogRefused(f"cannot read {shown}: {why(exc)}") from None
+        raise LogRefused(
+            f"{shown} is corrupt ({printable(str(exc), 200)}); {_PASS_THE_LOG}"
+        ) from None
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _remove(path: str) -> None:
@@ -272,7 +404,13 @@ class EventLog:
     Open with :meth:`open`, close with :meth:`close`.
     """
 
-    def __init__(self, path: str | Path, districts: dict[str, str], retention: float) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        districts: dict[str, str],
+        retention: float,
+        run: RunInfo | None = None,
+    ) -> None:
         self.path = str(path)
         self.retention = retention
         self._districts = districts
@@ -308,17 +446,28 @@ class EventLog:
         #: after :meth:`close`: one line saying what of this run is not in the file at the
         #: path (deleted and not re-created, replaced, not closed in time), else None
         self.unsaved: str | None = None
+        # this run's row in ``runs``: given at the first write of it, kept across re-creation
+        self._run = run or RunInfo()
+        self._run_id: int | None = None
+        self._run_started = time.time()
+        self._beat_at = 0.0
+        self._run_trouble: str | None = None
 
     @classmethod
     async def open(
-        cls, path: str | Path, districts: dict[str, str], retention: float = 30 * 86400.0
+        cls,
+        path: str | Path,
+        districts: dict[str, str],
+        retention: float = 30 * 86400.0,
+        run: RunInfo | None = None,
     ) -> EventLog:
-        """Open (creating if needed) the log at ``path``; ``districts`` maps point -> district.
+        """Open (creating if needed) the log at ``path``; ``districts`` maps point -> district;
+        ``run`` is what this monitor records about itself in the ``runs`` table.
 
         Raises :class:`LogRefused` (exit 2) for a file that is not a usable confmon log or
         is written by another monitor, :class:`ConfmonError` when it cannot be opened now.
         """
-        log_ = cls(path, districts, retention)
+        log_ = cls(path, districts, retention, run)
         shown = log_._shown
         try:
             await log_._call(log_._connect)
@@ -383,20 +532,7 @@ class EventLog:
             return
         # looked at before anything is created or locked beside it (a FIFO would hang the
         # open, /dev/zero grow a lock file in /dev)
-        try:
-            st = os.stat(self._file)
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISREG(st.st_mode):
-                raise LogRefused(f"{self._shown} is not a regular file; pass a file to --state-db")
-            if st.st_size:
-                with open(self._file, "rb") as f:
-                    if f.read(len(_MAGIC)) != _MAGIC:
-                        raise LogRefused(
-                            f"{self._shown} is not a confmon event log (not an SQLite "
-                            f"database); {_MOVE_ASIDE}"
-                        )
+        _refuse_foreign_file(self._file, self._shown, _MOVE_ASIDE)
         Path(self._file).parent.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
@@ -412,39 +548,57 @@ class EventLog:
             raise
         self._db = db
         self._ident = (st.st_dev, st.st_ino)
+        self._record_run()
+
+    def _record_run(self, stopped: float | None = None) -> None:
+        """On the writer's thread: this run's row in ``runs``, with a heartbeat now (and its
+        stop). Never fails the caller: a run that cannot be recorded (a full disk) is said
+        once, and counts as not monitored in a report until a later heartbeat is stored."""
+        db = self._db
+        if db is None or self._memory:
+            return
+        now = time.time() if stopped is None else stopped
+        info = self._run
+        row = (self._run_started, now, stopped, os.getpid(), info.name, info.timezone)
+        try:
+            with db:
+                cur = db.cursor()
+                try:
+                    if self._run_id is None:
+                        cur.execute(
+                            "INSERT INTO runs (started, alive, stopped, pid, name, timezone,"
+                            " interval) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (*row, info.interval),
+                        )
+                        self._run_id = cur.lastrowid
+                    else:  # an upsert: a re-created file may not have the row any more
+                        cur.execute(
+                            "INSERT INTO runs (id, started, alive, stopped, pid, name, timezone,"
+                            " interval) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO"
+                            " UPDATE SET alive = excluded.alive, stopped = excluded.stopped",
+                            (self._run_id, *row, info.interval),
+                        )
+                finally:
+                    cur.close()
+        except sqlite3.Error as exc:
+            reason = why(exc)
+            if reason != self._run_trouble:  # said once, not every heartbeat
+                log.warning(
+                    "cannot record this monitor's run in the event log %s (%s): a session "
+                    "report counts the time until it can as not monitored",
+                    self._shown,
+                    reason,
+                )
+            self._run_trouble = reason
+            return
+        self._run_trouble = None
+        self._beat_at = now
 
     def _prepare(self, db: sqlite3.Connection, *, check: bool) -> None:
         """Check that ``db`` is a sound confmon log or empty, then bring its schema up to date."""
         if check:
-            found = _rows(db, "PRAGMA quick_check(1)")[0][0]
-            if found != "ok":
-                detail = printable(str(found).replace("*** in database main ***\n", ""), 200)
-                raise LogRefused(f"{self._shown} is corrupt ({detail}); {_MOVE_ASIDE}")
-        app = _rows(db, "PRAGMA application_id")[0][0]
-        tables = {
-            r[0]
-            for r in _rows(db, "SELECT name FROM sqlite_master WHERE type = 'table'")
-            if not str(r[0]).startswith("sqlite_")
-        }
-        if app not in (0, APPLICATION_ID):
-            raise LogRefused(
-                f"{self._shown} is not a confmon event log (another program's database: "
-                f"application id {app:#x}); {_MOVE_ASIDE}"
-            )
-        if tables and "events" not in tables:
-            names = ", ".join(printable(t, 40) for t in sorted(tables)[:5])
-            more = f" and {len(tables) - 5} more" if len(tables) > 5 else ""
-            raise LogRefused(
-                f"{self._shown} is not a confmon event log (another program's database, "
-                f"with the tables {names}{more}); {_MOVE_ASIDE}"
-            )
-        if "events" in tables:
-            columns = {r[1] for r in _rows(db, "PRAGMA table_info(events)")}
-            if missing := sorted(_FIRST_COLUMNS - columns):
-                raise LogRefused(
-                    f"{self._shown} is not a confmon event log (its events table has no "
-                    f"{', '.join(missing)}); {_MOVE_ASIDE}"
-                )
+            _refuse_corrupt(db, self._shown, _MOVE_ASIDE)
+        app, _ = _refuse_foreign_schema(db, self._shown, _MOVE_ASIDE)
         _rows(db, "PRAGMA journal_mode=WAL")
         _rows(db, "PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
@@ -535,11 +689,14 @@ class EventLog:
                 os.close(old)
 
     async def _watch(self) -> None:
-        """Check the file at the path every WATCH_INTERVAL, also when no event is written."""
+        """Check the file at the path every WATCH_INTERVAL, also when no event is written,
+        and store the run's heartbeat every :data:`HEARTBEAT`."""
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             try:
                 await self._commit(self._check_file)
+                if time.time() - self._beat_at >= HEARTBEAT:
+                    await self._commit(self._record_run)
             except LogUnavailable:
                 return  # closed
             except Exception:  # a bug: said once, not every 2 s
@@ -739,7 +896,7 @@ class EventLog:
         stored = [replace(e, id=first + i) for i, e in enumerate(events)]
         with db:
             db.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         e.id,
@@ -752,6 +909,7 @@ class EventLog:
                         json.dumps(e.metrics),
                         e.cause or e.point,
                         e.name,
+                        e.evidence,
                     )
                     for e in stored
                 ],
@@ -918,8 +1076,9 @@ class EventLog:
                     name=name,
                     district=d,
                     id=i,
+                    evidence=evidence,
                 )
-                for i, at, p, d, prev, st, reason, metrics, cause, name in rows
+                for i, at, p, d, prev, st, reason, metrics, cause, name, evidence in rows
             ]
 
         return await self._read(read)
@@ -999,7 +1158,7 @@ class EventLog:
                     "name": name or p,
                     "metrics": json.loads(metrics),
                 }
-                for i, at, p, d, prev, s, reason, metrics, cause, name in db.execute(
+                for i, at, p, d, prev, s, reason, metrics, cause, name, _ in db.execute(
                     sql, args
                 ).fetchall()
             ]
@@ -1059,6 +1218,7 @@ class EventLog:
         try:
             if self._db is not None and not self._memory:
                 try:
+                    self._record_run(stopped=time.time())
                     self._check_file()  # a deletion noticed only now is still repaired
                     if self.trouble is not None:
                         self._save_aside()

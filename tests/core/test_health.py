@@ -567,3 +567,32 @@ def test_a_retransmitted_sip_round_trip_is_no_rtt_sample() -> None:
             )
             m.ingest("m", [res], at)
         assert m.points["m"].state is expected, (retransmissions, m.points["m"].reason)
+
+
+def test_a_change_carries_when_the_results_behind_it_began() -> None:
+    """evidence: the first failed cycle of a DOWN (and the communes' own), the first good cycle
+    of its recovery, the last fresh result before a gap; None for maintenance."""
+    m = HealthModel(inventory(), now=T0)
+    for pid in ("d", "d.a"):
+        cycle(m, pid, True, T0)
+    m.ingest("d", [r("icmp", False, T0 + 5)], T0 + 6)
+    m.ingest("d.a", [r("icmp", False, T0 + 7)], T0 + 8)
+    down = m.ingest("d", [r("icmp", False, T0 + 10)], T0 + 11)
+    assert [(e.point, e.state, e.evidence) for e in down] == [("d", State.DOWN, T0 + 5)]
+    behind = m.ingest("d.a", [r("icmp", False, T0 + 12)], T0 + 13)
+    assert [(e.point, e.state, e.evidence) for e in behind] == [("d.a", State.UNREACHABLE, T0 + 7)]
+    m.ingest("d", [r("icmp", True, T0 + 15)], T0 + 16)
+    up = m.ingest("d", [r("icmp", True, T0 + 20)], T0 + 21)
+    # d.a, still failing on its own, is down now: since its own first failed cycle
+    assert [(e.point, e.state, e.evidence) for e in up] == [
+        ("d", State.UP, T0 + 15),
+        ("d.a", State.DOWN, T0 + 7),
+    ]
+    gap = m.tick(T0 + 60)
+    assert {(e.point, e.state, e.evidence) for e in gap if e.point == "d"} == {
+        ("d", State.UNKNOWN, T0 + 21)  # when the last fresh result came in
+    }
+    maint = HealthModel(inventory(), now=T0)
+    local = datetime.datetime(2026, 11, 26, 9, 0, tzinfo=zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh"))
+    events = maint.tick(local.timestamp())
+    assert [(e.point, e.state, e.evidence) for e in events] == [("m", State.MAINTENANCE, None)]
