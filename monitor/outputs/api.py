@@ -63,6 +63,7 @@ from monitor.outputs.eventlog import LogBusy, LogUnavailable
 from monitor.outputs.httpserver import (
     DEFAULT_MAX_CONNECTIONS,
     ApiServer,
+    BodyReader,
     RateLimitedLog,
     Timeouts,
 )
@@ -290,6 +291,9 @@ async def _body(request: web.Request, handler: Handler) -> web.StreamResponse:
         limit = request.app[BODY_WAIT]
         size = 0
         chunks: list[bytes] = []
+        conn = request.protocol
+        if isinstance(conn, BodyReader):  # at the connection cap, slow senders go first
+            conn.body_since = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(limit):
                 while chunk := await request.content.read(MAX_BODY + 1):
@@ -303,6 +307,9 @@ async def _body(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         except Exception as exc:  # a malformed chunk: the parser's error
             raise _BadBody(400, f"bad request body: {printable(str(exc), 200)}") from None
+        finally:
+            if isinstance(conn, BodyReader):
+                conn.body_since = None
         request[BODY] = b"".join(chunks)
     return await handler(request)
 

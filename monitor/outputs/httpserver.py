@@ -9,7 +9,9 @@ each malformed request logged a full traceback. Here:
 - **A cap, counted per descriptor** (from ``accept()`` to close): at most
   ``max_connections`` at once. At the cap the oldest *idle* connection (waiting
   for a request: it sent none yet, or its last one is answered) is closed to
-  admit the new one; only when every connection is busy is the new one refused
+  admit the new one, and failing that the one slowest to send its request body
+  (arriving for over ``slow_body`` seconds); only when every connection is busy
+  otherwise is the new one refused
   (a JSON 503 written on its way out). A flood of idle connections therefore
   cannot lock out ``/healthz``, and the API never holds more than
   ``max_connections + 2`` descriptors (the listening socket, and for a moment
@@ -45,7 +47,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -59,6 +61,7 @@ from monitor.threads import bounded
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "ApiServer",
+    "BodyReader",
     "RateLimitedLog",
     "ServerStats",
     "Timeouts",
@@ -68,7 +71,17 @@ __all__ = [
 log = logging.getLogger("confmon.api")
 
 DEFAULT_MAX_CONNECTIONS = 256
+
+
 #: how long resolving a ``--listen`` host name may take
+@runtime_checkable
+class BodyReader(Protocol):
+    """A connection that says when it started reading a request body (see
+    :attr:`Timeouts.slow_body`)."""
+
+    body_since: float | None
+
+
 RESOLVE_TIMEOUT = 5.0
 #: connections the kernel queues before this process accepts them
 BACKLOG = 128
@@ -98,6 +111,9 @@ class Timeouts:
     idle: float = 60.0
     write: float = 30.0
     linger: float = 2.0
+    #: at the cap, a connection whose request body has been arriving for longer is closed
+    #: to admit a newcomer when none is idle (a slow-body flood cannot lock /healthz out)
+    slow_body: float = 1.0
 
 
 @dataclass
@@ -211,8 +227,20 @@ class _Connection(RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self.evicting = False
+        #: when the request being handled started reading its body (None: it is not)
+        self.body_since: float | None = None
 
     # --- the cap ----------------------------------------------------------------------
+
+    def reading_body_since(self, before: float) -> bool:
+        """Reading a request body since before ``before`` (loop time), not being closed."""
+        since = self.body_since
+        return (
+            not self.evicting
+            and self.transport is not None
+            and since is not None
+            and since < before
+        )
 
     @property
     def idle(self) -> bool:
@@ -227,7 +255,7 @@ class _Connection(RequestHandler):
         )
 
     def evict(self) -> None:
-        """Close at once to make room (only ever called on an idle connection)."""
+        """Close at once to make room (an idle connection, or one slow to send its body)."""
         self.evicting = True
         if self.transport is not None:
             self.transport.abort()
@@ -525,6 +553,15 @@ class ApiServer:
             # the cap have been lowered); none idle, and the newcomer is refused
             excess = self._open + 1 - self.max_connections
             victims = [c for c in self._connections if c.idle][:excess]
+            if len(victims) < excess:
+                # then those slowest to send their request body (a slow-body flood must
+                # not lock /healthz out for the length of the body timeout)
+                assert self._loop is not None
+                slow = self._loop.time() - self.timeouts.slow_body
+                victims += sorted(
+                    (c for c in self._connections if c.reading_body_since(slow)),
+                    key=lambda c: c.body_since or 0.0,
+                )[: excess - len(victims)]
             if not victims:
                 self._refuse(conn)
                 continue

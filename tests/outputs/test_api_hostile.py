@@ -268,7 +268,10 @@ async def test_at_the_cap_the_oldest_idle_connection_makes_room(tmp_path: Path) 
 async def test_when_every_connection_is_busy_new_ones_are_refused(tmp_path: Path) -> None:
     """Eight connections busy sending a body: a ninth is refused with a JSON 503 and the API
     holds no more than its cap; once they are done, /healthz answers again."""
-    async with hostile_api(tmp_path, max_connections=8, body_timeout=3.0) as (_, server, port):
+    slow_body_never = Timeouts(header=1.0, idle=2.0, write=1.0, linger=0.5, slow_body=60.0)
+    async with hostile_api(
+        tmp_path, max_connections=8, body_timeout=3.0, timeouts=slow_body_never
+    ) as (_, server, port):
         busy = []
         for _ in range(8):
             r, w = await asyncio.open_connection("127.0.0.1", port)
@@ -285,6 +288,25 @@ async def test_when_every_connection_is_busy_new_ones_are_refused(tmp_path: Path
         await wait_for(lambda: server.connections == 0)  # after a short linger on the body
         assert (await exchange(port, request())).status == 200
         for _r, w in busy:
+            w.close()
+
+
+async def test_a_slow_body_flood_cannot_lock_healthz_out(tmp_path: Path) -> None:
+    """Every connection sends a body a byte at a time: a newcomer evicts the one that has
+    been at it longest instead of being refused, so /healthz answers."""
+    async with hostile_api(tmp_path, max_connections=8, body_timeout=30.0) as (_, server, port):
+        slow = []
+        for _ in range(8):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(request("POST", "/-/reload", AUTH, "Content-Length: 60000", body=b"xx"))
+            slow.append((r, w))
+        await wait_for(lambda: server.connections == 8)
+        await asyncio.sleep(1.5)  # longer than slow_body (1 s): every one is evictable
+        health = await exchange(port, request())
+        assert health.status == 200, health.raw[:300]
+        assert server.stats.evicted >= 1 and server.stats.refused == 0
+        assert server.connections <= 8
+        for _r, w in slow:
             w.close()
 
 
