@@ -303,8 +303,12 @@ async def _body(request: web.Request, handler: Handler) -> web.StreamResponse:
                     chunks.append(chunk)
         except TimeoutError:
             raise _BadBody(408, f"the request body did not arrive within {limit:g} s") from None
-        except (_BadBody, asyncio.CancelledError, ConnectionError):
+        except (_BadBody, asyncio.CancelledError):
             raise
+        except ConnectionError:  # the client went away mid-body: no bug of ours to log
+            raise _BadBody(
+                400, "the client closed the connection before its body arrived"
+            ) from None
         except Exception as exc:  # a malformed chunk: the parser's error
             raise _BadBody(400, f"bad request body: {printable(str(exc), 200)}") from None
         finally:
