@@ -91,6 +91,60 @@ def _unicode_escape(source: str, i: int, width: int) -> tuple[str, int]:
     return f"\\x{{{digits}}}", i + 2 + width
 
 
+def _class_end(source: str, j: int) -> int:
+    """The index after the character class that opens at ``source[j]`` ("[")."""
+    k, n = j + 1, len(source)
+    if source.startswith("^", k):
+        k += 1
+    if source.startswith("]", k):
+        k += 1  # a "]" first is a member
+    while k < n and source[k] != "]":
+        k += 2 if source[k] == "\\" else 1
+    return k + 1
+
+
+def _ends_here(source: str, i: int) -> bool:
+    """Whether a match must end right after the ``$`` at ``source[i]``: only closing groups
+    (without a quantifier) and other alternatives follow it.
+
+    Only there can RE2 say what Python's ``$`` means (the end, or just before a final
+    newline) by consuming that newline: followed by anything else (``$^``, ``$\\n``), the
+    consumed newline would change what the rest matches.
+    """
+    j, n = i + 1, len(source)
+    skipping = False  # inside another alternative of a group that encloses the $
+    depth = 0  # groups opened inside the skipped alternative
+    while j < n:
+        c = source[j]
+        if c == "\\":
+            if not skipping:
+                return False
+            j += 2
+            continue
+        if c == "[":
+            if not skipping:
+                return False
+            j = _class_end(source, j)
+            continue
+        if c == "(":
+            if not skipping:
+                return False
+            depth += 1
+        elif c == ")":
+            if skipping and depth:
+                depth -= 1
+            else:
+                skipping = False  # a group around the $ closes
+                if source[j + 1 : j + 2] in ("*", "+", "?", "{"):
+                    return False
+        elif c == "|":
+            skipping = True
+        elif not skipping:
+            return False
+        j += 1
+    return True
+
+
 def translate(source: str) -> str:
     """``source`` (Python :mod:`re` syntax) rewritten so that RE2 gives the same answers."""
     multiline = _MULTILINE.search(source) is not None
@@ -134,6 +188,12 @@ def translate(source: str) -> str:
             class_body = i
             continue
         if c == "$" and not multiline:
+            if not _ends_here(source, i):
+                raise PatternError(
+                    "'$' must end the pattern or one of its alternatives (Python's $ also "
+                    "matches before a final newline, which RE2 can only say there); use \\Z "
+                    "for the very end, or (?m) for the end of each line"
+                )
             out.append(r"(?:\n?\z)")  # Python's $: the end, or just before a final newline
         else:
             out.append(c)

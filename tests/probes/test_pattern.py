@@ -7,7 +7,7 @@ import re
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from monitor.probes.pattern import (
@@ -60,11 +60,27 @@ flags = st.sampled_from(["", "", "(?i)", "(?s)", "(?m)", "(?ms)"])
 def test_re2_answers_as_python_re_does(flag: str, pattern: str, text: str) -> None:
     """For Python-style patterns (\\w, \\d, \\s, $, \\Z, classes), RE2 finds what re finds."""
     source = flag + pattern
-    assert compile_pattern(source).search(text) == (re.search(source, text) is not None), (
+    try:
+        compiled = compile_pattern(source)
+    except PatternError as exc:
+        # refused where RE2 cannot keep the meaning ($ before more pattern): said, not wrong
+        assert str(exc).startswith("'$' must end the pattern"), (source, exc)
+        reject()
+    assert compiled.search(text) == (re.search(source, text) is not None), (
         source,
         text,
         translate(source),
     )
+
+
+@pytest.mark.parametrize("pattern", ["a|$^", r"a$\n", "(a$|b)c", "(?:a$)*"])
+def test_a_dollar_that_more_pattern_follows_is_refused_not_misread(pattern: str) -> None:
+    """RE2 keeps Python's $ (the end, or before a final newline) only where the match ends:
+    elsewhere ("a|$^" matches "\n" in Python) the pattern is refused with one line."""
+    with pytest.raises(PatternError, match=r"^'\$' must end the pattern"):
+        compile_pattern(pattern)
+    for fine in ("a$", "a$|b", "(?:x|a$)", "[$]b", r"a\$b", "(?m)a$^b"):
+        compile_pattern(fine)
 
 
 @pytest.mark.parametrize(
