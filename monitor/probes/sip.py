@@ -450,6 +450,10 @@ class _UdpTransaction:
             self._timer = self._loop.call_later(self._interval, self._timer_e)
 
     def on_response(self, response: SipResponse, arrived: float) -> None:
+        if self.done.done():
+            # cancelled (the probe's deadline): its task leaves the port at its next step,
+            # and a response read before that has no one to go to
+            return
         exchange = self._exchange
         if not exchange.sent or arrived < exchange.sent[0]:
             arrived = time.monotonic()  # a wall-clock step: fall back to the read time

@@ -759,3 +759,26 @@ async def test_a_late_answer_after_the_deadline_is_a_stray_not_an_answer() -> No
         assert first.error == "no response within 0.3s (1 sent)"
         assert second.ok and second.details["retransmissions"] == 0
         assert second.details["strays"] == 1  # from the address it probes
+
+
+async def test_an_answer_read_between_a_cancel_and_its_clean_up_is_dropped() -> None:
+    """The deadline cancels a probe's wait at once, but its task leaves the engine only at its
+    next step; on uvloop the socket's reader can run in between. The answer read then is
+    dropped, not set on the cancelled wait (an InvalidStateError in the agent's log, CI)."""
+    from monitor.probes.sip import _Exchange, _UdpTransaction, engine, parse_response
+
+    async with responder(answer_nth(0)) as (_, port), ProbeContext() as ctx:
+        sip = await engine(ctx)
+        target = ("127.0.0.1", port)
+        shared = sip.port_for(socket.AF_INET, target)
+        exchange = _Exchange("udp")
+        transaction = _UdpTransaction(shared, exchange, None, target)
+        settings = SipSettings.model_validate({"port": port})
+        request = exchange.request(settings, "127.0.0.1", shared.name)
+        transaction.start(request)
+        transaction.done.cancel()  # what the deadline does to the probe's wait
+        answer = parse_response(reply(request, "200 OK"))
+        assert answer is not None
+        transaction.on_response(answer, time.monotonic())  # raised before
+        assert transaction.done.cancelled()
+        transaction.stop()
