@@ -160,7 +160,11 @@ class LocalTransport:
     # --- the probing thread ---------------------------------------------------------------
 
     def _thread_main(self, started: concurrent.futures.Future[None]) -> None:
-        loop = new_event_loop()  # uvloop where installed (monitor/loops.py)
+        try:
+            loop = new_event_loop()  # uvloop where installed (monitor/loops.py)
+        except BaseException as exc:  # CONFMON_LOOP=uvloop without uvloop: said at start
+            started.set_exception(exc)
+            return
         log.debug("the probing thread runs on %s", loop_name(loop))
         self._loop = loop
         try:
