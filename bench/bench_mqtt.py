@@ -193,6 +193,18 @@ def contract_result(probe: str, host: str, ok: bool, at: float, rtt: float) -> A
     return ProbeResult("sip", host, ok, at, rtt + 0.0003, rtt=rtt if ok else None)
 
 
+#: the agents' probing interval, as the describer sees the cycles (the bench stamps them
+#: closer together: see the publisher)
+NOMINAL_INTERVAL = 5.0
+
+
+SHAPES = {
+    "agent": "agents send them (described when news, or once a minute)",
+    "described": "the probes make them (every one described)",
+    "contract": "the contract fields only",
+}
+
+
 def encode_messages(
     points: dict[str, str],
     cycles: int,
@@ -202,25 +214,42 @@ def encode_messages(
     step: float,
     seed: int = 1,
     shape: str = "agent",
+    describer: Any = None,
+    first_cycle: int = 0,
 ) -> list[tuple[bytes, int]]:
     """``cycles`` cycles of icmp + sip for every point (2 % failed), in messages of ``per``
     results; cycle ``c`` stamped ``t0 + c * step``. ``points``: point id -> host. ``shape``:
-    ``agent`` (as the probes make them) or ``contract`` (the contract's fields only)."""
-    from monitor.core.results import ProbeResult, ResultBatch, encode_batch
+    ``agent`` (as agents send them: ``describer``, a :class:`Describer`, decides which go
+    with their phases and details, seeing cycle ``c`` as ``first_cycle + c`` intervals
+    after the first), ``described`` (every result as the probes make it) or ``contract``
+    (the contract's fields only)."""
+    import msgspec
+
+    from monitor.core.results import ProbeResult, ResultBatch, encode_batch, undescribed
 
     rnd = random.Random(seed)
     pairs: list[tuple[str, ProbeResult]] = []
     for c in range(cycles):
         at = t0 + c * step
+        nominal = 1.8e9 + (first_cycle + c) * NOMINAL_INTERVAL
         for pid, host in points.items():
             ok = rnd.random() > 0.02
             rtt = 0.00003 + rnd.random() * 0.00002
             if shape == "contract":
-                pairs.append((pid, contract_result("icmp", host, ok, at, rtt)))
-                pairs.append((pid, contract_result("sip", host, ok, at + 0.0001, rtt * 5)))
+                made = [
+                    contract_result("icmp", host, ok, at, rtt),
+                    contract_result("sip", host, ok, at + 0.0001, rtt * 5),
+                ]
             else:
-                pairs.append((pid, icmp_result(host, ok, at, rtt, rnd)))
-                pairs.append((pid, sip_result(host, ok, at + 0.0001, rtt * 5)))
+                made = [
+                    icmp_result(host, ok, at, rtt, rnd),
+                    sip_result(host, ok, at + 0.0001, rtt * 5),
+                ]
+            for r in made:
+                if shape == "agent":
+                    seen = describer(pid, msgspec.structs.replace(r, at=nominal))
+                    r = r if seen.phases else undescribed(r)
+                pairs.append((pid, r))
     out = []
     for i in range(0, len(pairs), per):
         chunk = tuple(pairs[i : i + per])
@@ -257,7 +286,12 @@ async def publisher(args: argparse.Namespace) -> None:
         t0 = time.time() - 1.0
         seq0 = time.time_ns() // 1000
         took = time.perf_counter()
-        warm = encode_messages(points, 1, 2000, seq0, t0, 0.0, shape=args.shape)
+        from monitor.core.results import Describer
+
+        describer = Describer()  # what confmon agent does by default
+        warm = encode_messages(
+            points, 1, 2000, seq0, t0, 0.0, shape=args.shape, describer=describer
+        )
         took = (time.perf_counter() - took) / len(points)
         seq0 += len(warm)
         # the measured results are stamped from the time they will be sent at (after their
@@ -267,7 +301,16 @@ async def publisher(args: argparse.Namespace) -> None:
         t1 = time.time() + took * args.cycles * 1.5 + args.pause
         step = 2 * len(points) / STAMP_RATE
         measured = encode_messages(
-            points, args.cycles, args.per, seq0, t1, step, seed=2, shape=args.shape
+            points,
+            args.cycles,
+            args.per,
+            seq0,
+            t1,
+            step,
+            seed=2,
+            shape=args.shape,
+            describer=describer,
+            first_cycle=1,
         )
         topic = f"{TOPIC_ROOT}/{AGENT}/results"
         published = 0
@@ -606,7 +649,7 @@ def bench_ingest(args: argparse.Namespace) -> None:
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {k: [] for k in kinds}
     print(
         f"ingest through Mosquitto, {args.points} points, {args.rounds} rounds, results shaped "
-        f"as {'the probes make them' if args.shape == 'agent' else 'the contract fields only'}; "
+        f"as {SHAPES[args.shape]}; "
         f"load average {loadavg()}",
         flush=True,
     )
@@ -1044,9 +1087,13 @@ def main() -> None:
     parser.add_argument("--stagger", type=float, default=0.5, help="agents: s between starts")
     parser.add_argument(
         "--shape",
-        choices=["agent", "contract"],
+        choices=["agent", "described", "contract"],
         default="agent",
-        help="ingest: results as the probes make them (phases, details) or contract fields only",
+        help=(
+            "ingest: results as agents send them (phases and details with failures, changes "
+            "and once a minute), all with them (as the probes make them), or the contract's "
+            "fields only"
+        ),
     )
     parser.add_argument("--only", help="ingest: some of confmon:2000,bare:2000,...,bare:1")
     parser.add_argument(

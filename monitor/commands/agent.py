@@ -70,6 +70,21 @@ def _buffer(text: str) -> int:
     return n
 
 
+#: monitor.core.results.DESCRIBE_EVERY, written out: importing it would load msgspec at
+#: every start of the command line (tests/transport/test_describe.py checks they agree)
+DESCRIBE_EVERY = 60.0
+
+
+def _describe_every(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 86_400:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0 to 86400 seconds)")
+    return seconds
+
+
 def _handle(args: argparse.Namespace) -> int:
     from monitor.exiting import run_service
     from monitor.inventory import load_inventory
@@ -93,6 +108,7 @@ def _handle(args: argparse.Namespace) -> int:
         inventory=inv,
         buffer=args.buffer,
         disabled=frozenset({"icmp"}) if args.no_icmp else frozenset(),
+        describe_every=args.describe_every,
     )
     setup_logging(args.log_format, args.log_level)
     with suggest_no_icmp():
@@ -130,6 +146,16 @@ def add_parser(sub: Subparsers) -> None:
         default=100_000,
         metavar="N",
         help="results kept while the broker is unreachable; the oldest go first (default: %(default)s)",
+    )
+    p.add_argument(
+        "--describe-every",
+        type=_describe_every,
+        default=DESCRIBE_EVERY,
+        metavar="SECONDS",
+        help=(
+            "send a steady probe's phases and details this often; failures and changes are "
+            "always sent with them, 0 sends them with every result (default: %(default)g)"
+        ),
     )
     p.add_argument(
         "--no-icmp", action="store_true", help="do not run ICMP probes (no raw/ping socket needed)"

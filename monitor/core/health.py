@@ -99,6 +99,9 @@ class PointHealth:
     quality_goods: int = 0
     in_maintenance: bool = False
     latest: dict[str, ProbeResult] = field(default_factory=dict)  # mutated in place only
+    #: each probe's latest result that came with its phases (an agent describes a steady
+    #: probe's results once a minute: :class:`~monitor.core.results.Describer`)
+    described: dict[str, ProbeResult] = field(default_factory=dict)  # mutated in place only
     #: how long a probe's last result still counts, for probes slower than the interval
     #: (media every 30 s: a result lasts its period plus stale_after, or the point flaps)
     fresh_for: dict[str, float] = field(default_factory=dict)
@@ -254,17 +257,26 @@ class HealthModel:
         h = self.points.get(point_id)
         if h is None:
             return []
-        latest = h.latest
+        latest, reach = h.latest, h.reach
+        cycle: list[ProbeResult] = []  # the results that answer "is the path up?"
+        first = results[0].at if results else now
         for r in results:
-            previous = latest.get(r.probe)
-            if previous is None or r.at >= previous.at:
-                latest[r.probe] = r
+            at, probe = r.at, r.probe
+            previous = latest.get(probe)
+            if previous is None or at >= previous.at:
+                latest[probe] = r
+                if r.phases:
+                    h.described[probe] = r
+            if at < first:
+                first = at
+            if probe in reach:
+                cycle.append(r)
         seen = now if taken is None else min(taken, now)
         if seen < now - self._stale_after:
             return []
-        reach = h.reach
-        cycle = [r for r in results if r.probe in reach]
-        first = min(r.at for r in results) if results else now
+        # the points behind this one read its path and state (_blocked): they are judged
+        # again only when those change, not at every cycle of their uplink
+        uplink = (h.path_down, h.state, h.last_ok) if h.point.children else None
         if cycle:
             h.last_seen = seen
             h.gap = ""
@@ -276,7 +288,7 @@ class HealthModel:
         self._judge_quality(h, now, counted=bool(cycle), first=first)
         events: list[Event] = []
         self._update(h, now, events)
-        if h.point.children and cycle:
+        if uplink is not None and uplink != (h.path_down, h.state, h.last_ok):
             self._update_descendants(h.point, now, events)
         return events
 
@@ -285,11 +297,12 @@ class HealthModel:
     ) -> None:
         """One cycle's answer to both questions, through their hysteresis."""
         ok = False
+        first = cycle[0].at
         for r in cycle:
             if r.ok:
                 ok = True
-                break
-        first = min(r.at for r in cycle)
+            if r.at < first:
+                first = r.at
         if ok and h.last_ok is False:
             h.recovered_at = first
             h.window.start_after(h.recovered_at)
@@ -485,9 +498,9 @@ class HealthModel:
                     h.own = State.UP
             h.window.span = self.inv.settings.quality_window
             h.window.ignore = unused_probes(self.inv.profile_of(pid).probes())
-            h.latest = {
-                k: v for k, v in before.latest.items() if k in self.inv.profile_of(pid).probes()
-            }
+            probes = self.inv.profile_of(pid).probes()
+            h.latest = {k: v for k, v in before.latest.items() if k in probes}
+            h.described = {k: v for k, v in before.described.items() if k in probes}
 
     # --- outputs --------------------------------------------------------------------------
 

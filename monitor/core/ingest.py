@@ -112,7 +112,7 @@ class Ingest:
         #: agent -> the points it may report (None: every point, for the local scheduler)
         self._assigned: dict[str, frozenset[str] | None] = {}
         self._last_seq: dict[str, int] = {}
-        self._last_at: dict[tuple[str, str], float] = {}
+        self._last_at: dict[str, dict[str, float]] = {}
         # the labelled children, looked up once: prometheus_client's labels() takes a lock
         # and builds a key on every call, which per result was most of this method's time
         self._counted: dict[tuple[str, bool], Callable[[float], None]] = {}
@@ -123,7 +123,7 @@ class Ingest:
         """After a reload: results for points no longer in ``inv`` are refused from now on."""
         self._points = inv.points
         self._targets = {p.id: p.host for p in inv.points.values()}
-        self._last_at = {k: v for k, v in self._last_at.items() if k[0] in inv.points}
+        self._last_at = {k: v for k, v in self._last_at.items() if k in inv.points}
         self._set_freshness(inv)
 
     def _set_freshness(self, inv: Inventory) -> None:
@@ -191,34 +191,54 @@ class Ingest:
         by_point: dict[str, list[ProbeResult]] = {}
         # (probe, ok) -> results run, counted once per batch: an increment of a
         # prometheus_client counter takes a lock, which per result was a tenth of ingest
-        tally: Counter[tuple[str, bool]] = Counter()
+        tally: dict[tuple[str, bool], int] = {}
+        # an agent sends a point's results together (a cycle is never split), so what is
+        # looked up per point is looked up once per run of results of the same point
+        current: str | None = None
+        refused: str | None = None
+        shared: tuple[str, ...] | None = None
+        times: dict[str, float] = {}
+        results: list[ProbeResult] = []
         for pid, r in batch.results:
-            if pid not in points:
-                rejected["unknown_point"] += 1
+            if pid != current:
+                current = pid
+                if pid not in points:
+                    refused = "unknown_point"
+                elif allowed is not None and pid not in allowed:
+                    refused = "not_assigned"
+                else:
+                    refused = None
+                    shared = peers.get(pid)
+                    # point -> probe (probe@agent for a point probed from two vantages) -> time
+                    times = last_at.setdefault(pid, {})
+                    results = by_point.setdefault(pid, [])
+            if refused is not None:
+                rejected[refused] += 1
                 continue
-            if allowed is not None and pid not in allowed:
-                rejected["not_assigned"] += 1
-                continue
-            shared = peers.get(pid)
-            key = (pid, r.probe) if shared is None else (pid, f"{r.probe}@{agent}")
-            previous = last_at.get(key)
-            if previous is not None and r.at <= previous:
+            probe = r.probe if shared is None else f"{r.probe}@{agent}"
+            at = r.at
+            previous = times.get(probe)
+            if previous is not None and at <= previous:
                 rejected["outdated"] += 1
                 continue
-            last_at[key] = r.at if r.at < received_at else received_at
-            tally[r.probe, r.ok] += 1
+            times[probe] = at if at < received_at else received_at
+            outcome = (r.probe, r.ok)
+            tally[outcome] = tally.get(outcome, 0) + 1
             if shared is not None and not self.vantages.admit(agent, pid, r, shared):
                 report.held += 1
                 continue
-            by_point.setdefault(pid, []).append(r)
+            results.append(r)
         counted = self._counted
         for (probe, ok), n in tally.items():
             inc = counted.get((probe, ok))
             if inc is None:
                 inc = self._counter(probe, ok)
             inc(n)
-        observe = self._telemetry.cycle_duration.observe
+        durations: list[float] = []
+        sink = self._sink
         for pid, results in by_point.items():
+            if not results:  # every result of that point was refused or held
+                continue
             report.accepted += len(results)
             first = newest = last_end = results[0].at
             for r in results:
@@ -230,11 +250,12 @@ class Ingest:
                 if at + r.duration > last_end:
                     last_end = at + r.duration
             taken = newest if newest < received_at else received_at
-            observe(max(0.0, last_end - first))
+            durations.append(last_end - first if last_end > first else 0.0)
             try:
-                self._sink(pid, results, taken, received_at)
+                sink(pid, results, taken, received_at)
             except Exception:  # a consumer's bug must not lose the other points' results
                 log.exception("handling the results of %s failed", pid)
+        self._telemetry.cycle_duration.observe_many(durations)
         for reason, n in rejected.items():
             self._telemetry.rejected.labels(reason).inc(n)
         return report

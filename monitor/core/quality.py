@@ -43,6 +43,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
+
 from monitor.core.results import ProbeResult
 from monitor.probes.registry import RTT_PROBES
 
@@ -67,8 +69,12 @@ def wilson(lost: int, packets: int, z: float = Z) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-@dataclass(frozen=True, slots=True)
-class _Sample:
+# _Sample and Verdict are msgspec structs: one of each is made per result (per cycle), and
+# a frozen dataclass's Python __init__ cost more than the rest of Window.add; gc=False, as
+# they hold only numbers and strings
+
+
+class _Sample(msgspec.Struct, frozen=True, gc=False):
     at: float
     probe: str
     packets: int
@@ -78,8 +84,7 @@ class _Sample:
     mos: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True, gc=False):
     """The window's figures and what crossed a threshold."""
 
     rtt: float | None

@@ -20,24 +20,28 @@ with a short ``reason`` (the ``reason`` label of
 ``confmon_results_rejected_total``), never an exception of another kind.
 msgspec does the decoding and the validation in one pass, in C: three (results with
 phases and details, as the probes make them) to eight (the contract's fields only) times
-faster than ``json.loads`` alone, before any check. Building the :class:`ProbeResult`
-objects from what it read costs as much again; docs/benchmarks.md ("Agents over MQTT")
-has the figures.
+faster than ``json.loads`` alone, before any check; phases are read straight into
+:class:`Phase`, and each result is then one :class:`ProbeResult` built in C (both are
+msgspec structs). docs/benchmarks.md ("Agents over MQTT") has the figures.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 __all__ = [
+    "DESCRIBE_EVERY",
+    "JUDGED_DETAILS",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_RESULTS",
     "WIRE_VERSION",
+    "Describer",
     "Phase",
     "ProbeResult",
     "Rejected",
@@ -45,21 +49,44 @@ __all__ = [
     "decode_batch",
     "encode_batch",
     "result_json",
+    "undescribed",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Phase:
-    """One step a probe went through (e.g. ``connect``, ``tls``, ``first_byte``)."""
+_Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)]
+_Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+_Mos = Annotated[float, msgspec.Meta(ge=1.0, le=5.0)]
+_Text = Annotated[str, msgspec.Meta(max_length=1000)]
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Unix seconds between 2001 and 2286: catches milliseconds and zeros sent as seconds
+_Time = Annotated[float, msgspec.Meta(gt=1e9, lt=1e10)]
+_AgentId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+_Scalar = str | int | float | bool | None
+_ProbeName = Literal["icmp", "tcp", "http", "sip", "media"]
 
-    name: str
+
+# Phase and ProbeResult are msgspec structs, not dataclasses: a frozen dataclass sets each
+# field through object.__setattr__ in a Python __init__ (about 2 us for a result's 15
+# fields), a struct in C (0.13 us). Every probe run makes one, and the server makes one
+# for every result it reads. gc=False: they hold only scalars, strings, a tuple of
+# phases and a details mapping of JSON values, so they cannot be part of a reference
+# cycle, and the garbage collector need not scan the thousands the health model keeps.
+
+
+class Phase(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    """One step a probe went through (e.g. ``connect``, ``tls``, ``first_byte``).
+
+    The limits are the wire's (:func:`decode_batch` reads phases straight into this type);
+    msgspec checks them only when it decodes.
+    """
+
+    name: _Name
     ok: bool
-    seconds: float | None = None
-    detail: str = ""
+    seconds: _Seconds | None = None
+    detail: _Text = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
+class ProbeResult(msgspec.Struct, frozen=True, gc=False):
     """The outcome of one probe of one target.
 
     Times are in seconds, ``loss`` is a ratio 0..1. Fields a probe does not
@@ -83,7 +110,7 @@ class ProbeResult:
     #: the health model counts the point reachable and shows it ``degraded``
     warning: str | None = None
     phases: tuple[Phase, ...] = ()
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = {}
 
 
 def _plain(value: Any) -> Any:
@@ -118,6 +145,66 @@ def result_json(r: ProbeResult) -> dict[str, Any]:
     }
 
 
+# --- described and undescribed results ----------------------------------------------------
+
+#: the details the server's health model reads (:mod:`monitor.core.quality`: packets sent
+#: and received for the loss over the window; SIP retransmissions, whose round trip is no
+#: sample of the path's): an undescribed result keeps them
+JUDGED_DETAILS: Final = ("sent", "received", "retransmissions")
+#: how often an agent sends each probe's phases and details when nothing changes (seconds)
+DESCRIBE_EVERY: Final = 60.0
+
+
+def undescribed(r: ProbeResult) -> ProbeResult:
+    """``r`` without its phases and without the details the server does not judge by."""
+    details = r.details
+    kept = {k: details[k] for k in JUDGED_DETAILS if k in details} if details else {}
+    return msgspec.structs.replace(r, phases=(), details=kept)
+
+
+class Describer:
+    """Which results an agent sends with their phases and details.
+
+    Phases and details are what a person reads (``confmon probe`` prints them; the
+    dashboard shows a point's latest phases); the health model needs none of them but the
+    packet counts (:data:`JUDGED_DETAILS`). They are three quarters of a result on the
+    wire (629 bytes of an ICMP or SIP result as the probes make it, 175 without), and
+    reading them was most of the server's cost of a result. So a result goes out
+    *described* when it is news: it failed, its outcome or warning differs from the
+    last described one of that point and probe, or ``every`` seconds have passed since
+    then (a heartbeat); otherwise undescribed. ``every`` 0 describes every result. The
+    server keeps each probe's last described result beside its latest one.
+    """
+
+    def __init__(self, every: float = DESCRIBE_EVERY) -> None:
+        self.every = every
+        #: (point, probe) -> the outcome, warning and time of its last described result
+        self._last: dict[tuple[str, str], tuple[bool, str | None, float]] = {}
+
+    def __call__(self, point: str, r: ProbeResult) -> ProbeResult:
+        key = (point, r.probe)
+        last = self._last.get(key)
+        if (
+            self.every <= 0
+            or not r.ok
+            or last is None
+            or last[0] is not r.ok
+            or last[1] != r.warning
+            or not 0 <= r.at - last[2] < self.every  # a heartbeat, or the clock went back
+        ):
+            # the first heartbeat of a probe comes early by a share of the period that is
+            # its own (a hash of point and probe): an agent that starts with every point
+            # described does not send them all described again at once a period later
+            early = self.every * (zlib.crc32(f"{point}/{r.probe}".encode()) % 997) / 997
+            self._last[key] = (r.ok, r.warning, r.at - early if last is None else r.at)
+            return r
+        return undescribed(r)
+
+    def forget(self, keep: set[str] | frozenset[str]) -> None:
+        """Drop what is remembered of points not in ``keep`` (a new assignment)."""
+        self._last = {k: v for k, v in self._last.items() if k[0] in keep}
+
+
 # --- the wire form ------------------------------------------------------------------------
 
 WIRE_VERSION: Final = 1
@@ -126,29 +213,11 @@ MAX_BATCH_BYTES: Final = 4 << 20
 #: results in one batch at most (an agent of 10,000 points sends a cycle in a few batches)
 MAX_BATCH_RESULTS: Final = 20_000
 
-_Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)]
-_Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-_Mos = Annotated[float, msgspec.Meta(ge=1.0, le=5.0)]
-_Text = Annotated[str, msgspec.Meta(max_length=1000)]
-_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-#: Unix seconds between 2001 and 2286: catches milliseconds and zeros sent as seconds
-_Time = Annotated[float, msgspec.Meta(gt=1e9, lt=1e10)]
-_AgentId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-_Scalar = str | int | float | bool | None
-_ProbeName = Literal["icmp", "tcp", "http", "sip", "media"]
-
 
 # gc=False: the structs a batch is read into are not tracked by the garbage collector. They
 # hold only what JSON can carry (no reference back to them, so no cycle) and live as long
 # as one decode_batch; tracked, the thousands of them kept alive while a batch is read
 # were scanned again by every collection (about a sixth of decoding in a server's heap)
-
-
-class _WirePhase(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
-    name: _Name
-    ok: bool
-    seconds: _Seconds | None = None
-    detail: _Text = ""
 
 
 class _WireResult(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
@@ -167,7 +236,7 @@ class _WireResult(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fa
     rtt_min: _Seconds | None = None
     rtt_max: _Seconds | None = None
     warning: _Text | None = None
-    phases: Annotated[tuple[_WirePhase, ...], msgspec.Meta(max_length=32)] = ()
+    phases: Annotated[tuple[Phase, ...], msgspec.Meta(max_length=32)] = ()
     details: Annotated[
         dict[Annotated[str, msgspec.Meta(max_length=64)], _Scalar | list[_Scalar]],
         msgspec.Meta(max_length=64),
@@ -190,7 +259,7 @@ class _OutResult(msgspec.Struct, frozen=True, omit_defaults=True):
     rtt_min: float | None = None
     rtt_max: float | None = None
     warning: str | None = None
-    phases: tuple[_WirePhase, ...] = ()
+    phases: tuple[Phase, ...] = ()
     details: dict[str, _Scalar | list[_Scalar]] = {}
 
 
@@ -266,8 +335,7 @@ def _to_wire(point: str, r: ProbeResult) -> _OutResult:
         rtt_max=_finite(r.rtt_max),
         warning=r.warning[:1000] if r.warning else r.warning,
         phases=tuple(
-            _WirePhase(p.name[:200], p.ok, _finite(p.seconds), p.detail[:1000])
-            for p in r.phases[:32]
+            Phase(p.name[:200], p.ok, _finite(p.seconds), p.detail[:1000]) for p in r.phases[:32]
         ),
         details={k[:64]: _plain(v) for k, v in list(r.details.items())[:64]},
     )
@@ -309,28 +377,33 @@ def decode_batch(data: bytes, *, target_of: Mapping[str, str] | None = None) -> 
     if wire.v != WIRE_VERSION:
         raise Rejected("version", f"v={wire.v!r}; this server reads v={WIRE_VERSION}")
     target = (target_of or {}).get
-    results = []
-    for w in wire.results:
-        # positional: keywords make building a result a third dearer; ProbeResult's order
-        result = ProbeResult(
-            w.probe,
-            target(w.point, ""),
-            w.ok,
-            w.at,
-            w.duration,
-            w.rtt,
-            w.rtt_min,
-            w.rtt_max,
-            w.jitter,
-            w.loss,
-            w.mos,
-            w.error,
-            w.warning,
-            tuple(Phase(p.name, p.ok, p.seconds, p.detail) for p in w.phases) if w.phases else (),
-            w.details,
-        )
-        results.append((w.point, result))
-    return ResultBatch(wire.agent, wire.seq, wire.sent_at, tuple(results))
+    # positional: keywords make building a result a third dearer; ProbeResult's order
+    results = tuple(
+        [
+            (
+                w.point,
+                ProbeResult(
+                    w.probe,
+                    target(w.point, ""),
+                    w.ok,
+                    w.at,
+                    w.duration,
+                    w.rtt,
+                    w.rtt_min,
+                    w.rtt_max,
+                    w.jitter,
+                    w.loss,
+                    w.mos,
+                    w.error,
+                    w.warning,
+                    w.phases,
+                    w.details,
+                ),
+            )
+            for w in wire.results
+        ]
+    )
+    return ResultBatch(wire.agent, wire.seq, wire.sent_at, results)
 
 
 #: msgspec reads nested arrays and objects recursively: a payload of a few thousand

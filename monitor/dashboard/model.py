@@ -172,12 +172,20 @@ class ProbeView:
     warning: str
     #: (name, ok, seconds) of each phase (resolve, send, answer, ...)
     phases: list[tuple[str, bool, float | None]]
+    #: when the phases were taken, if not with this result (an agent's steady results
+    #: come without them; the API gives the last result that had them as ``described``)
+    phases_at: float | None = None
 
     @classmethod
     def from_api(cls, value: object, what: str) -> ProbeView:
         r = _object(value, what)
         phases = []
-        for ph in _list(r.get("phases") or [], f"{what}: phases")[:20]:
+        phases_at = None
+        source = r
+        if not r.get("phases") and r.get("described") is not None:
+            source = _object(r["described"], f"{what}: described")
+            phases_at = _time(source.get("at"), f"{what}: described: time")
+        for ph in _list(source.get("phases") or [], f"{what}: phases")[:20]:
             ph = _object(ph, f"{what}: a phase")
             phases.append(
                 (
@@ -197,6 +205,7 @@ class ProbeView:
             error=_text(r.get("error"), f"{what}: error", default=""),
             warning=_text(r.get("warning"), f"{what}: warning", default=""),
             phases=phases,
+            phases_at=phases_at,
         )
 
 

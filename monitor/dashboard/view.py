@@ -525,7 +525,8 @@ def _detail_screen(
             for name, ok, sec in r.phases
         )
         if phases:
-            line.append(f"  [{phases}]", "dim")
+            when = "" if r.phases_at is None else f" at {_clock(r.phases_at, tz)}"
+            line.append(f"  [{phases}{when}]", "dim")
         if r.error or r.warning:
             line.append(f"  {r.error or r.warning}", "bold red" if r.error else "yellow")
         lines.append(_fit(line, width))

@@ -56,7 +56,7 @@ from aiohttp.typedefs import Middleware
 from monitor.core.acks import NotInTrouble
 from monitor.core.events import Event, LiveSubscription, event_json
 from monitor.core.health import STATES, PointHealth
-from monitor.core.results import result_json
+from monitor.core.results import ProbeResult, result_json
 from monitor.core.service import Monitor
 from monitor.errors import ConfigError, ConfmonError
 from monitor.outputs.eventlog import LogBusy, LogUnavailable
@@ -352,6 +352,15 @@ async def points(request: web.Request) -> web.Response:
     return _json({"points": out, "count": len(out)})
 
 
+def _probe_json(r: ProbeResult, described: ProbeResult | None) -> dict[str, Any]:
+    """A probe's latest result; when it came without its phases (an agent's steady result),
+    also the last one that had them, as ``described``."""
+    out = result_json(r)
+    if described is not None and described is not r and not r.phases:
+        out["described"] = result_json(described)
+    return out
+
+
 async def point(request: web.Request) -> web.Response:
     m = request.app[MONITOR]
     pid = request.match_info["id"]
@@ -361,7 +370,7 @@ async def point(request: web.Request) -> web.Response:
     data = _point_json(h)
     data["children"] = list(h.point.children)
     data["profile"] = h.point.profile
-    data["probes"] = {name: result_json(r) for name, r in h.latest.items()}
+    data["probes"] = {name: _probe_json(r, h.described.get(name)) for name, r in h.latest.items()}
     data["history"] = await m.eventlog.query(point=pid, limit=50) if m.eventlog else []
     for row in data["history"]:
         row["name"] = h.point.name

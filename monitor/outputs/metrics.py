@@ -6,26 +6,28 @@ text writer rather than by prometheus_client's generic one, because that one
 costs about 6 µs a sample: 10,000 points × ~19 series took 1.15 s on this
 machine, against a budget of 100 ms. The writer precomputes every label set once
 per inventory, and even whole ``confmon_point_state`` blocks for each of the six
-states, so a scrape is mostly string joins. Process-wide counters and the
-cycle-duration histogram are ordinary prometheus_client objects in
-:class:`Telemetry`, appended to the same response. The output is checked with
-prometheus_client's parser and ``promtool check metrics`` in the tests.
+states, so a scrape is mostly string joins. Process-wide counters are ordinary
+prometheus_client objects in :class:`Telemetry` (the cycle-duration histogram is a
+collector of its own, :class:`CycleDurations`), appended to the same response. The
+output is checked with prometheus_client's parser and ``promtool check metrics`` in
+the tests.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from monitor.core.events import SEVERITY
@@ -33,7 +35,7 @@ from monitor.core.health import STATES, HealthModel, State
 from monitor.core.results import ProbeResult
 from monitor.probes import registry
 
-__all__ = ["CONTENT_TYPE", "PointMetricsWriter", "Telemetry"]
+__all__ = ["CONTENT_TYPE", "CycleDurations", "PointMetricsWriter", "Telemetry"]
 
 # counters' *_created series double the output for nothing a dashboard uses
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -272,8 +274,60 @@ class _OutboxCollector(Collector):
         return [family]
 
 
+class CycleDurations(Collector):
+    """``confmon_cycle_duration_seconds``: a histogram that takes a batch's values at once.
+
+    prometheus_client's :class:`~prometheus_client.Histogram` takes two locks for every
+    value it observes; the ingest observes one value per point and batch (10,000 for a
+    cycle of 10,000 points), which made it a twentieth of the server's ingest. Here a
+    batch costs one lock, and the scrape sees the same series (``_bucket``, ``_count``,
+    ``_sum``).
+    """
+
+    BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self._bounds = self.BUCKETS
+        self._counts = [0] * (len(self._bounds) + 1)  # the last one: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        """Count ``values`` (seconds) in their buckets (``le``: a value on a bound is in it)."""
+        where, bounds = bisect.bisect_left, self._bounds
+        counts = [0] * len(self._counts)
+        total = 0.0
+        for v in values:
+            counts[where(bounds, v)] += 1
+            total += v
+        with self._lock:
+            self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
+            self._sum += total
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*self._bounds, math.inf), counts, strict=True):
+            running += n
+            buckets.append(("+Inf" if bound == math.inf else repr(bound), running))
+        return [
+            HistogramMetricFamily(
+                "confmon_cycle_duration_seconds",
+                "How long a point's probe cycle took.",
+                buckets=buckets,
+                sum_value=total,
+            )
+        ]
+
+
 class Telemetry:
-    """The process-wide counters and histograms (ordinary prometheus_client metrics)."""
+    """The process-wide counters and histograms (prometheus_client metrics, and
+    :class:`CycleDurations`)."""
 
     def __init__(self, agents: Callable[[], dict[str, tuple[bool, float]]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -281,12 +335,8 @@ class Telemetry:
         self.probes = Counter(
             "confmon_probes", "Probes run, by probe and result.", ["probe", "result"], registry=r
         )
-        self.cycle_duration = Histogram(
-            "confmon_cycle_duration_seconds",
-            "How long a point's probe cycle took.",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
-            registry=r,
-        )
+        self.cycle_duration = CycleDurations()
+        r.register(self.cycle_duration)
         self.rejected = Counter(
             "confmon_results_rejected",
             "Results dropped as bad or unauthorised, by reason.",

@@ -8,6 +8,9 @@ on their own thread) with an MQTT connection instead of the health model:
   applied without a restart when a new version arrives (unchanged points keep their
   schedule), or from a local config (``-c FILE``), in which case it probes every
   point of the file and the server accepts the ones it assigned to it.
+- **Results** are *described* (with their phases and details) when they are news: a
+  failure, a change, or once a minute per probe (:class:`~monitor.core.results.Describer`);
+  the others carry the contract's figures and the packet counts, a third of the size.
 - **Results** leave in batches, one message per batch (QoS 1, at most
   :data:`BATCH_RESULTS` results), gathered for :data:`LINGER` seconds so that a busy
   agent sends a few large messages a second, not one per point. Each batch has a
@@ -38,7 +41,14 @@ from typing import Any
 
 import aiomqtt
 
-from monitor.core.results import MAX_BATCH_BYTES, ProbeResult, ResultBatch, encode_batch
+from monitor.core.results import (
+    DESCRIBE_EVERY,
+    MAX_BATCH_BYTES,
+    Describer,
+    ProbeResult,
+    ResultBatch,
+    encode_batch,
+)
 from monitor.errors import ConfmonError
 from monitor.inventory import Inventory
 from monitor.transport.assignment import AssignmentError, decode_assignment
@@ -49,7 +59,7 @@ __all__ = ["BATCH_RESULTS", "LINGER", "Agent", "AgentOptions", "Outbox"]
 
 log = logging.getLogger("confmon")
 
-#: most results in one message (about 120 bytes each on the wire)
+#: most results in one message (about 200 bytes each on the wire; described ones 600)
 BATCH_RESULTS = 2000
 #: how long results gather before a batch leaves
 LINGER = 0.2
@@ -143,6 +153,9 @@ class AgentOptions:
     buffer: int = 100_000
     #: probes left out of every inventory (``--no-icmp``)
     disabled: frozenset[str] = frozenset()
+    #: seconds between a steady probe's described results (``--describe-every``;
+    #: :class:`~monitor.core.results.Describer`), 0 for every result
+    describe_every: float = DESCRIBE_EVERY
 
 
 @dataclass
@@ -169,6 +182,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(self.opts.buffer)
+        self.describe = Describer(self.opts.describe_every)
 
     @property
     def topic(self) -> str:
@@ -194,7 +208,8 @@ class Agent:
     # --- probing --------------------------------------------------------------------------
 
     def _deliver(self, batch: ResultBatch, received_at: float) -> object:
-        self.outbox.add(batch.results)
+        describe = self.describe
+        self.outbox.add([(pid, describe(pid, r)) for pid, r in batch.results])
         return None
 
     async def _apply(self, inv: Inventory | None) -> None:
@@ -212,6 +227,7 @@ class Agent:
             self.transport = transport
         else:
             await self.transport.update(inv)
+        self.describe.forget(set(inv.points))
 
     # --- the broker -----------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ import json
 from tests.helpers import require_binary, run_in_empty_netns
 
 SCRIPT = r"""
-import asyncio, dataclasses, json, subprocess
+import asyncio, json, subprocess
+import msgspec
 
 from monitor.core.health import HealthModel
 from monitor.inventory import parse_inventory
@@ -61,7 +62,7 @@ async def main():
             for pid, r in zip(inv.points, results):
                 sent[pid] += r.details["sent"]
                 lost[pid] += r.details["sent"] - r.details["received"]
-                for e in model.ingest(pid, [dataclasses.replace(r, at=at)], at):
+                for e in model.ingest(pid, [msgspec.structs.replace(r, at=at)], at):
                     changes[pid].append([k * 5, e.state.value, e.reason])
     print(json.dumps({"changes": changes, "sent": sent, "lost": lost}))
 

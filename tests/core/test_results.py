@@ -69,7 +69,7 @@ def test_round_trip_keeps_every_field() -> None:
 
 
 def _fields(r: ProbeResult) -> dict[str, object]:
-    return {name: getattr(r, name) for name in r.__slots__}  # type: ignore[attr-defined]
+    return {name: getattr(r, name) for name in r.__struct_fields__}
 
 
 def test_contract_fields_are_always_written() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.core.health import HealthModel
@@ -261,3 +262,46 @@ def test_severity_orders_states_as_the_terminal_dashboard() -> None:
 
     assert tuple(s.value for s in sorted(SEVERITY, key=lambda s: -SEVERITY[s])) == STATE_ORDER
     assert sorted(SEVERITY.values()) == list(range(len(STATE_ORDER)))
+
+
+def test_cycle_durations_match_prometheus_clients_histogram() -> None:
+    """The batched histogram exposes what prometheus_client's Histogram would for the same
+    values, bounds included (a value on a bound is counted in it)."""
+    import random
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from monitor.outputs.metrics import CycleDurations
+
+    reference_registry = CollectorRegistry()
+    reference = Histogram(
+        "confmon_cycle_duration_seconds",
+        "How long a point's probe cycle took.",
+        buckets=CycleDurations.BUCKETS,
+        registry=reference_registry,
+    )
+    t = Telemetry()
+    rnd = random.Random(7)
+    values = [
+        rnd.choice([*CycleDurations.BUCKETS, 0.0, 11.0, rnd.random() * 12]) for _ in range(500)
+    ]
+    for i in range(0, len(values), 37):
+        t.cycle_duration.observe_many(values[i : i + 37])
+        for v in values[i : i + 37]:
+            reference.observe(v)
+    t.cycle_duration.observe(0.3)
+    reference.observe(0.3)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for m in registry.collect()
+            if m.name == "confmon_cycle_duration_seconds"
+            for s in m.samples
+            if not s.name.endswith("_created")
+        }
+
+    ours, theirs = samples(t.registry), samples(reference_registry)
+    assert ours.keys() == theirs.keys() and len(ours) == len(CycleDurations.BUCKETS) + 3
+    for key, value in theirs.items():
+        assert ours[key] == pytest.approx(value), key
