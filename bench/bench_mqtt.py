@@ -123,11 +123,11 @@ def icmp_result(host: str, ok: bool, at: float, rtt: float, rnd: random.Random) 
     rtts = tuple(rtt * (0.9 + 0.2 * rnd.random()) for _ in range(5)) if ok else ()
     received = len(rtts)
     return ProbeResult(
-        "icmp",
-        host,
-        ok,
-        at,
-        0.081 if ok else 1.0,
+        probe="icmp",
+        target=host,
+        ok=ok,
+        at=at,
+        duration=0.081 if ok else 1.0,
         rtt=sum(rtts) / received if ok else None,
         rtt_min=min(rtts) if ok else None,
         rtt_max=max(rtts) if ok else None,
@@ -167,11 +167,11 @@ def sip_result(host: str, ok: bool, at: float, rtt: float) -> Any:
             status=200, reason="OK", server="lab", user_agent=None, rtt_last_send=rtt, notes=[]
         )
     return ProbeResult(
-        "sip",
-        host,
-        ok,
-        at,
-        rtt + 0.0003 if ok else 1.0,
+        probe="sip",
+        target=host,
+        ok=ok,
+        at=at,
+        duration=rtt + 0.0003 if ok else 1.0,
         rtt=rtt if ok else None,
         error=None if ok else "no response within 1s (4 sent)",
         phases=(
@@ -189,8 +189,19 @@ def contract_result(probe: str, host: str, ok: bool, at: float, rtt: float) -> A
 
     if probe == "icmp":
         loss = 0.0 if ok else 1.0
-        return ProbeResult("icmp", host, ok, at, 0.081, rtt=rtt, jitter=0.000006, loss=loss)
-    return ProbeResult("sip", host, ok, at, rtt + 0.0003, rtt=rtt if ok else None)
+        return ProbeResult(
+            probe="icmp",
+            target=host,
+            ok=ok,
+            at=at,
+            duration=0.081,
+            rtt=rtt,
+            jitter=0.000006,
+            loss=loss,
+        )
+    return ProbeResult(
+        probe="sip", target=host, ok=ok, at=at, duration=rtt + 0.0003, rtt=rtt if ok else None
+    )
 
 
 #: the agents' probing interval, as the describer sees the cycles (the bench stamps them

@@ -45,16 +45,16 @@ def results_for(ids: list[str], cycles: int, seed: int = 1) -> list[tuple[str, l
                     pid,
                     [
                         ProbeResult(
-                            "icmp",
-                            pid,
-                            ok,
-                            at,
-                            0.1,
+                            probe="icmp",
+                            target=pid,
+                            ok=ok,
+                            at=at,
+                            duration=0.1,
                             rtt=0.001 + rnd.random() * 0.2,
                             jitter=0.001,
                             loss=0.0,
                         ),
-                        ProbeResult("sip", pid, ok, at, 0.1, rtt=0.002),
+                        ProbeResult(probe="sip", target=pid, ok=ok, at=at, duration=0.1, rtt=0.002),
                     ],
                 )
             )
@@ -153,7 +153,15 @@ def bench_scrape(points: int) -> None:
             [
                 *results,
                 ProbeResult(
-                    "media", pid, True, 1e9, 1.0, rtt=0.01, jitter=0.002, loss=0.0, mos=4.3
+                    probe="media",
+                    target=pid,
+                    ok=True,
+                    at=1e9,
+                    duration=1.0,
+                    rtt=0.01,
+                    jitter=0.002,
+                    loss=0.0,
+                    mos=4.3,
                 ),
             ],
             1e9,

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.events import Event, State
-from monitor.core.quality import CLEAR_MARGIN, Window, unused_probes
+from monitor.core.quality import CLEAR_MARGIN, Verdict, Window, unused_probes
 from monitor.core.results import ProbeResult
 from monitor.inventory import Inventory, Point
 from monitor.probes import registry
@@ -106,7 +106,7 @@ class PointHealth:
     #: (media every 30 s: a result lasts its period plus stale_after, or the point flaps)
     fresh_for: dict[str, float] = field(default_factory=dict)
     #: the window's figures at the last judgement (rtt, jitter, loss, mos)
-    figures: dict[str, float | None] = field(default_factory=dict)
+    verdict: Verdict | None = None
     #: without a fresh path result for this long the point is unknown: stale_after, or
     #: longer when the path is judged only by probes on a longer period of their own
     stale_for: float = 0.0
@@ -164,8 +164,11 @@ class PointHealth:
 
     def metrics(self) -> dict[str, float | None]:
         """The point's current figures: the quality window's, else the latest results'."""
-        if any(v is not None for v in self.figures.values()):
-            return dict(self.figures)
+        v = self.verdict
+        if v is not None and not (
+            v.rtt is None and v.jitter is None and v.loss is None and v.mos is None
+        ):
+            return {"rtt": v.rtt, "jitter": v.jitter, "loss": v.loss, "mos": v.mos}
         return _worst(self.latest.values())
 
 
@@ -271,7 +274,7 @@ class HealthModel:
                 first = at
             if probe in reach:
                 cycle.append(r)
-        seen = now if taken is None else min(taken, now)
+        seen = now if taken is None or taken > now else taken
         if seen < now - self._stale_after:
             return []
         # the points behind this one read its path and state (_blocked): they are judged
@@ -472,7 +475,7 @@ class HealthModel:
                 "quality_fails",
                 "quality_goods",
                 "window",
-                "figures",
+                "verdict",
                 "last_seen",
                 "last_ok",
                 "recovered_at",
@@ -545,15 +548,10 @@ class HealthModel:
                 failing.append(f"{r.probe} failing: {r.error or 'failed'}")
         rtt, jitter, loss, mos = self._limits
         verdict = h.window.judge(now, rtt, jitter, loss, mos, clearing=h.quality_bad)
-        h.figures = {
-            "rtt": verdict.rtt,
-            "jitter": verdict.jitter,
-            "loss": verdict.loss,
-            "mos": verdict.mos,
-        }
-        crossed = failing + list(verdict.crossed)
+        h.verdict = verdict
+        crossed = bool(failing or verdict.crossed)
         if crossed:
-            h.quality_reason = ", ".join(crossed)
+            h.quality_reason = ", ".join([*failing, *verdict.crossed])
             h.quality_kinds = (("probe",) if failing else ()) + verdict.kinds
         if not counted:
             return

@@ -108,7 +108,6 @@ class Ingest:
         self._peers: dict[str, tuple[str, ...]] = {}
         self._telemetry = telemetry
         self._points: Mapping[str, object] = inv.points
-        self._targets = {p.id: p.host for p in inv.points.values()}
         #: agent -> the points it may report (None: every point, for the local scheduler)
         self._assigned: dict[str, frozenset[str] | None] = {}
         self._last_seq: dict[str, int] = {}
@@ -122,7 +121,6 @@ class Ingest:
     def set_inventory(self, inv: Inventory) -> None:
         """After a reload: results for points no longer in ``inv`` are refused from now on."""
         self._points = inv.points
-        self._targets = {p.id: p.host for p in inv.points.values()}
         self._last_at = {k: v for k, v in self._last_at.items() if k in inv.points}
         self._set_freshness(inv)
 
@@ -166,7 +164,7 @@ class Ingest:
     ) -> IngestReport:
         """Decode and accept one wire message; ``agent`` is who the transport says sent it."""
         try:
-            batch = decode_batch(data, target_of=self._targets)
+            batch = decode_batch(data)
         except Rejected as exc:
             log.debug("rejected a message from %s: %s", agent or "?", exc)
             return self._reject_all(exc.reason, 1)

@@ -205,7 +205,12 @@ class Window:
         if loss is not None and packets >= MIN_PACKETS:
             # entering needs the confidence bound above the threshold; leaving, the observed
             # ratio back under it by the margin
-            bad = loss > loss_max * keep if clearing else wilson(lost, packets)[0] > loss_max
+            # (the bound is below the ratio: a ratio under the threshold needs no bound)
+            bad = (
+                loss > loss_max * keep
+                if clearing
+                else loss > loss_max and wilson(lost, packets)[0] > loss_max
+            )
             if bad:
                 crossed.append(f"loss {loss:.1%} > {loss_max:.1%} ({lost} of {packets} packets)")
                 kinds.append("loss")

@@ -86,12 +86,14 @@ class Phase(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     detail: _Text = ""
 
 
-class ProbeResult(msgspec.Struct, frozen=True, gc=False):
-    """The outcome of one probe of one target.
+class ProbeResult(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """The outcome of one probe of one target (made with keywords only).
 
     Times are in seconds, ``loss`` is a ratio 0..1. Fields a probe does not
     measure stay ``None``. ``details`` holds probe-specific facts (status code,
-    server header, certificate days left, packets sent/received, ...).
+    server header, certificate days left, packets sent/received, ...). A result
+    read from the wire has an empty ``target``: the wire does not repeat the
+    point's host, which the server knows.
     """
 
     probe: str
@@ -220,11 +222,15 @@ MAX_BATCH_RESULTS: Final = 20_000
 # were scanned again by every collection (about a sixth of decoding in a server's heap)
 
 
-class _WireResult(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
-    """A result as read: the contract's fields (the measurements may be absent) and extras."""
+class _WireResult(ProbeResult, kw_only=True, forbid_unknown_fields=True, frozen=True, gc=False):
+    """A result as read: the contract's fields (the measurements may be absent) and extras,
+    with the wire's limits. It *is* a :class:`ProbeResult` (and the point it is of), so
+    what msgspec reads in C goes to the health model as it is."""
 
     point: _Name
     probe: _ProbeName
+    #: not on the wire: a result that names one is refused (the server knows the host)
+    target: Literal[""] = ""
     at: _Time
     ok: bool
     rtt: _Seconds | None = None
@@ -354,12 +360,9 @@ def encode_batch(batch: ResultBatch) -> bytes:
     )
 
 
-def decode_batch(data: bytes, *, target_of: Mapping[str, str] | None = None) -> ResultBatch:
-    """A batch from its wire form; raises :class:`Rejected` for anything else.
-
-    ``target_of`` maps point ids to hosts, to fill :attr:`ProbeResult.target` (the
-    wire does not repeat it); points it does not know keep an empty target.
-    """
+def decode_batch(data: bytes) -> ResultBatch:
+    """A batch from its wire form; raises :class:`Rejected` for anything else. Its results
+    have an empty :attr:`ProbeResult.target` (the wire does not carry it)."""
     if len(data) > MAX_BATCH_BYTES:
         raise Rejected("oversized", f"{len(data)} bytes > {MAX_BATCH_BYTES}")
     try:
@@ -376,33 +379,7 @@ def decode_batch(data: bytes, *, target_of: Mapping[str, str] | None = None) -> 
         raise Rejected("malformed", _TOO_DEEP) from None
     if wire.v != WIRE_VERSION:
         raise Rejected("version", f"v={wire.v!r}; this server reads v={WIRE_VERSION}")
-    target = (target_of or {}).get
-    # positional: keywords make building a result a third dearer; ProbeResult's order
-    results = tuple(
-        [
-            (
-                w.point,
-                ProbeResult(
-                    w.probe,
-                    target(w.point, ""),
-                    w.ok,
-                    w.at,
-                    w.duration,
-                    w.rtt,
-                    w.rtt_min,
-                    w.rtt_max,
-                    w.jitter,
-                    w.loss,
-                    w.mos,
-                    w.error,
-                    w.warning,
-                    w.phases,
-                    w.details,
-                ),
-            )
-            for w in wire.results
-        ]
-    )
+    results = tuple([(w.point, w) for w in wire.results])
     return ResultBatch(wire.agent, wire.seq, wire.sent_at, results)
 
 

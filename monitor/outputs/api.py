@@ -352,12 +352,15 @@ async def points(request: web.Request) -> web.Response:
     return _json({"points": out, "count": len(out)})
 
 
-def _probe_json(r: ProbeResult, described: ProbeResult | None) -> dict[str, Any]:
+def _probe_json(r: ProbeResult, described: ProbeResult | None, host: str) -> dict[str, Any]:
     """A probe's latest result; when it came without its phases (an agent's steady result),
-    also the last one that had them, as ``described``."""
+    also the last one that had them, as ``described``. A result from an agent names no
+    target (the wire does not carry it): the point's ``host`` is shown."""
     out = result_json(r)
+    if not out["target"]:
+        out["target"] = host
     if described is not None and described is not r and not r.phases:
-        out["described"] = result_json(described)
+        out["described"] = _probe_json(described, None, host)
     return out
 
 
@@ -370,7 +373,9 @@ async def point(request: web.Request) -> web.Response:
     data = _point_json(h)
     data["children"] = list(h.point.children)
     data["profile"] = h.point.profile
-    data["probes"] = {name: _probe_json(r, h.described.get(name)) for name, r in h.latest.items()}
+    data["probes"] = {
+        name: _probe_json(r, h.described.get(name), h.point.host) for name, r in h.latest.items()
+    }
     data["history"] = await m.eventlog.query(point=pid, limit=50) if m.eventlog else []
     for row in data["history"]:
         row["name"] = h.point.name

@@ -46,10 +46,11 @@ def test_every_field_lands_in_its_own_place() -> None:
         details={"sent": 50},
     )
     batch = ResultBatch("hn-01", 7, NOW + 1, (("p1", original),))
-    ((point, back),) = decode_batch(encode_batch(batch), target_of={"p1": "127.74.0.9"}).results
-    assert point == "p1"
+    ((point, back),) = decode_batch(encode_batch(batch)).results
+    assert point == "p1" and back.target == ""  # the wire does not carry the host
     for name in ProbeResult.__struct_fields__:
-        assert getattr(back, name) == getattr(original, name), name
+        if name != "target":
+            assert getattr(back, name) == getattr(original, name), name
 
 
 def _reason(payload: bytes) -> str:
@@ -101,15 +102,30 @@ def test_probe_counts_match_the_results_run_held_ones_included() -> None:
     ingest.assign("a", ["p0", "p1", "p2"])
     ingest.assign("b", ["p2"])  # p2 from two vantages
     ingest.accept(
-        ResultBatch("b", 1, NOW, (("p2", ProbeResult("icmp", "", True, NOW, 0.01)),)), NOW
+        ResultBatch(
+            "b",
+            1,
+            NOW,
+            (("p2", ProbeResult(probe="icmp", target="", ok=True, at=NOW, duration=0.01)),),
+        ),
+        NOW,
     )
     pairs = (
-        ("p0", ProbeResult("icmp", "", True, NOW, 0.01)),
-        ("p0", ProbeResult("sip", "", False, NOW, 0.01)),
-        ("p1", ProbeResult("icmp", "", False, NOW, 0.01)),
-        ("p1", ProbeResult("icmp", "", True, NOW - 1, 0.01)),  # outdated: not run again
-        ("p3", ProbeResult("icmp", "", True, NOW, 0.01)),  # not assigned to a
-        ("p2", ProbeResult("icmp", "", True, NOW + 0.5, 0.01)),  # b says up: held
+        ("p0", ProbeResult(probe="icmp", target="", ok=True, at=NOW, duration=0.01)),
+        ("p0", ProbeResult(probe="sip", target="", ok=False, at=NOW, duration=0.01)),
+        ("p1", ProbeResult(probe="icmp", target="", ok=False, at=NOW, duration=0.01)),
+        (
+            "p1",
+            ProbeResult(probe="icmp", target="", ok=True, at=NOW - 1, duration=0.01),
+        ),  # outdated: not run again
+        (
+            "p3",
+            ProbeResult(probe="icmp", target="", ok=True, at=NOW, duration=0.01),
+        ),  # not assigned to a
+        (
+            "p2",
+            ProbeResult(probe="icmp", target="", ok=True, at=NOW + 0.5, duration=0.01),
+        ),  # b says up: held
     )
     report = ingest.accept(ResultBatch("a", 1, NOW, pairs), NOW + 1)
     assert (report.accepted, report.held) == (3, 1)
@@ -118,3 +134,20 @@ def test_probe_counts_match_the_results_run_held_ones_included() -> None:
     assert _probes(telemetry, "icmp", "failure") == 1
     assert _probes(telemetry, "sip", "failure") == 1
     assert _probes(telemetry, "sip", "success") == 0
+
+
+def test_a_result_that_names_a_target_is_refused() -> None:
+    """The wire carries the point, not the host; a target would be shown as the host."""
+    payload = json.loads(
+        encode_batch(
+            ResultBatch(
+                "hn-01",
+                1,
+                NOW,
+                (("p1", ProbeResult(probe="icmp", target="", ok=True, at=NOW, duration=0.1)),),
+            )
+        )
+    )
+    assert _reason(json.dumps(payload).encode()) == "accepted"
+    payload["results"][0]["target"] = "10.0.0.1"
+    assert _reason(json.dumps(payload).encode()) == "schema"

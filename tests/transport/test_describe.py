@@ -33,11 +33,11 @@ T0 = 1_796_000_000.0
 
 def icmp(at: float, ok: bool = True, warning: str | None = None) -> ProbeResult:
     return ProbeResult(
-        "icmp",
-        "127.0.0.1",
-        ok,
-        at,
-        0.08,
+        probe="icmp",
+        target="127.0.0.1",
+        ok=ok,
+        at=at,
+        duration=0.08,
         rtt=0.001 if ok else None,
         loss=0.0 if ok else 1.0,
         error=None if ok else "no reply",
@@ -92,7 +92,15 @@ def test_undescribed_keeps_what_the_server_judges_by() -> None:
     assert r.phases == () and dict(r.details) == {"sent": 5, "received": 5}
     assert set(JUDGED_DETAILS) >= set(r.details)
     assert (r.probe, r.ok, r.at, r.rtt, r.loss, r.duration) == ("icmp", True, T0, 0.001, 0.0, 0.08)
-    sip = ProbeResult("sip", "h", True, T0, 0.2, rtt=0.2, details={"retransmissions": 1, "x": 1})
+    sip = ProbeResult(
+        probe="sip",
+        target="h",
+        ok=True,
+        at=T0,
+        duration=0.2,
+        rtt=0.2,
+        details={"retransmissions": 1, "x": 1},
+    )
     assert dict(undescribed(sip).details) == {"retransmissions": 1}
     big = len(encode_batch(ResultBatch("a", 1, T0, (("p", icmp(T0)),))))
     small = len(encode_batch(ResultBatch("a", 1, T0, (("p", r),))))
