@@ -284,9 +284,12 @@ class HealthModel:
             h.last_seen = seen
             h.gap = ""
             self._judge_path(h, cycle, results, now)
-        add, recovered = h.window.add, h.recovered_at
+        window = h.window
+        add, recovered, ignore = window.add, h.recovered_at, window.ignore
         for r in results:
-            if r.at >= recovered:
+            # a failed result is the path's business, and some probes' results carry
+            # nothing the window uses (Window.add checks the same)
+            if r.ok and r.at >= recovered and r.probe not in ignore:
                 add(r)
         self._judge_quality(h, now, counted=bool(cycle), first=first)
         events: list[Event] = []
@@ -536,16 +539,19 @@ class HealthModel:
         failing: list[str] = []
         reach, required = h.reach, h.required
         for r in h.latest.values():
+            if r.ok:
+                if not r.warning:
+                    continue  # the usual case: nothing to say, however old
+            elif not h.last_ok or r.probe in reach or r.probe in required:
+                # only while the path is up; a failing required probe is the service's
+                continue
             if r.at < h.recovered_at:  # taken during the outage the path has recovered from
                 continue
             if r.at < now - h.fresh_for.get(r.probe, self._stale_after):
                 continue
-            if r.ok:
-                if r.warning:
-                    failing.append(f"{r.probe}: {r.warning}")
-            elif h.last_ok and r.probe not in reach and r.probe not in required:
-                # only while the path is up; a failing required probe is the service's
-                failing.append(f"{r.probe} failing: {r.error or 'failed'}")
+            failing.append(
+                f"{r.probe}: {r.warning}" if r.ok else f"{r.probe} failing: {r.error or 'failed'}"
+            )
         rtt, jitter, loss, mos = self._limits
         verdict = h.window.judge(now, rtt, jitter, loss, mos, clearing=h.quality_bad)
         h.verdict = verdict

@@ -44,7 +44,9 @@ the results' own times (first start to last end).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +73,8 @@ REJECT_REASONS = (
     "not_assigned",
     "outdated",
 )
+
+_OUTCOME = operator.attrgetter("probe", "ok")
 
 #: what the health side receives: point id, its results, when they were taken (the clock
 #: rule above), and when they arrived
@@ -187,9 +191,7 @@ class Ingest:
         report = IngestReport()
         rejected = report.rejected
         by_point: dict[str, list[ProbeResult]] = {}
-        # (probe, ok) -> results run, counted once per batch: an increment of a
-        # prometheus_client counter takes a lock, which per result was a tenth of ingest
-        tally: dict[tuple[str, bool], int] = {}
+        held: list[ProbeResult] = []
         # an agent sends a point's results together (a cycle is never split), so what is
         # looked up per point is looked up once per run of results of the same point
         current: str | None = None
@@ -220,12 +222,15 @@ class Ingest:
                 rejected["outdated"] += 1
                 continue
             times[probe] = at if at < received_at else received_at
-            outcome = (r.probe, r.ok)
-            tally[outcome] = tally.get(outcome, 0) + 1
             if shared is not None and not self.vantages.admit(agent, pid, r, shared):
-                report.held += 1
+                held.append(r)
                 continue
             results.append(r)
+        report.held = len(held)
+        # (probe, ok) -> results run (held ones too), counted in C and once per batch: an
+        # increment of a prometheus_client counter takes a lock, which per result was a
+        # tenth of ingest
+        tally = Counter(map(_OUTCOME, itertools.chain(held, *by_point.values())))
         counted = self._counted
         for (probe, ok), n in tally.items():
             inc = counted.get((probe, ok))
@@ -234,10 +239,11 @@ class Ingest:
             inc(n)
         durations: list[float] = []
         sink = self._sink
+        accepted = 0
         for pid, results in by_point.items():
             if not results:  # every result of that point was refused or held
                 continue
-            report.accepted += len(results)
+            accepted += len(results)
             first = newest = last_end = results[0].at
             for r in results:
                 at = r.at
@@ -253,6 +259,7 @@ class Ingest:
                 sink(pid, results, taken, received_at)
             except Exception:  # a consumer's bug must not lose the other points' results
                 log.exception("handling the results of %s failed", pid)
+        report.accepted = accepted
         self._telemetry.cycle_duration.observe_many(durations)
         for reason, n in rejected.items():
             self._telemetry.rejected.labels(reason).inc(n)
