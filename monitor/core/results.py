@@ -13,7 +13,8 @@ object per *batch*::
 
 Besides the contract's fields a result may carry ``duration``, ``rtt_min``,
 ``rtt_max``, ``warning``, ``phases`` and ``details`` (what ``confmon probe``
-prints), all optional. :func:`decode_batch` is strict: unknown keys, wrong
+prints), all optional; agents send phases and details with the results that are news
+(:class:`Describer`). :func:`decode_batch` is strict: unknown keys, wrong
 types, values out of range (a negative RTT, a loss above 1, NaN), an unknown
 probe name or a payload over :data:`MAX_BATCH_BYTES` are a :class:`Rejected`
 with a short ``reason`` (the ``reason`` label of
