@@ -21,9 +21,9 @@ with a short ``reason`` (the ``reason`` label of
 ``confmon_results_rejected_total``), never an exception of another kind.
 msgspec does the decoding and the validation in one pass, in C: three (results with
 phases and details, as the probes make them) to eight (the contract's fields only) times
-faster than ``json.loads`` alone, before any check; phases are read straight into
-:class:`Phase`, and each result is then one :class:`ProbeResult` built in C (both are
-msgspec structs). docs/benchmarks.md ("Agents over MQTT") has the figures.
+faster than ``json.loads`` alone, before any check; results and their phases are read
+straight into the :class:`ProbeResult` and :class:`Phase` structs the health model keeps.
+docs/benchmarks.md ("Agents over MQTT") has the figures.
 """
 
 from __future__ import annotations
