@@ -149,3 +149,87 @@ async def test_the_api_gives_the_last_described_result_beside_the_latest(tmp_pat
         probe = await latest_icmp(base)
         assert "described" not in probe and len(probe["phases"]) == 2
         assert ProbeView.from_api(probe, "icmp").phases_at is None
+
+
+def test_the_health_model_judges_undescribed_results_as_described_ones() -> None:
+    """What an undescribed result keeps (JUDGED_DETAILS) is all the health model reads:
+    the same random history, described or not, gives the same states, reasons and figures
+    at every step (loss from the packet counts, SIP retransmissions out of the RTT)."""
+    import random
+
+    from monitor.core.health import HealthModel
+    from monitor.inventory import parse_inventory
+    from tests.outputs.fixtures import CONFIG
+
+    # a point without ICMP too: its RTT is SIP's, and a retransmitted request's is no sample
+    config = (
+        CONFIG.replace(
+            "  room: {icmp: {}, sip: {}}", "  room: {icmp: {}, sip: {}}\n  sip-only: {sip: {}}"
+        )
+        + '  - {id: phuc-tho, name: "Huyện Phúc Thọ", host: 10.21.3.1, profile: sip-only}\n'
+    )
+    inv = parse_inventory(config, "test.yaml")
+    assert inv.profile_of(inv.points["phuc-tho"]).probes() == ["sip"]
+    full, lean = HealthModel(inv, now=T0), HealthModel(inv, now=T0)
+    rnd = random.Random(11)
+    seen: set[str] = set()
+    for k in range(120):
+        at = T0 + 5 * k
+        for pid in inv.points:
+            cycle = []
+            ok = rnd.random() > 0.15
+            sent = 5
+            received = rnd.choice([5, 5, 5, 4, 3]) if ok else 0
+            cycle.append(
+                ProbeResult(
+                    probe="icmp",
+                    target="h",
+                    ok=ok,
+                    at=at,
+                    duration=0.08,
+                    rtt=rnd.uniform(0.001, 0.3) if ok else None,
+                    jitter=rnd.uniform(0, 0.05) if ok else None,
+                    loss=1 - received / sent,
+                    phases=(Phase("echo", ok, 0.08, ""),),
+                    details={"sent": sent, "received": received, "ttl": 64},
+                )
+            )
+            retried = rnd.random() < 0.2
+            cycle.append(
+                ProbeResult(
+                    probe="sip",
+                    target="h",
+                    ok=rnd.random() > 0.1,
+                    at=at,
+                    duration=0.3,
+                    rtt=rnd.uniform(0.01, 0.6),
+                    warning="SIP 503" if rnd.random() < 0.05 else None,
+                    phases=(Phase("response", True, 0.3, "200 OK"),),
+                    details={"retransmissions": 2 if retried else 0, "status": 200},
+                )
+            )
+            if rnd.random() < 0.1:
+                cycle.append(
+                    ProbeResult(
+                        probe="media",
+                        target="h",
+                        ok=True,
+                        at=at,
+                        duration=1.0,
+                        jitter=rnd.uniform(0, 0.06),
+                        loss=0.04,
+                        mos=rnd.uniform(3.0, 4.4),
+                        phases=(Phase("send", True, 1.0, ""),),
+                        details={"sent": 50, "received": 48, "size": 172},
+                    )
+                )
+            a = full.ingest(pid, cycle, at + 0.5)
+            b = lean.ingest(pid, [undescribed(r) for r in cycle], at + 0.5)
+            assert [(e.point, e.state, e.reason) for e in a] == [
+                (e.point, e.state, e.reason) for e in b
+            ]
+            seen.update(e.state.value for e in a)
+        for pid, h in full.points.items():
+            other = lean.points[pid]
+            assert (h.state, h.reason, h.metrics()) == (other.state, other.reason, other.metrics())
+    assert {"up", "degraded", "down"} <= seen, seen  # the history went through them
