@@ -14,12 +14,11 @@ import fnmatch
 import signal
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.commands.argtypes import port_number, whole_number
-from monitor.commands.common import add_lab_base_option, parse_lab_base
-from monitor.errors import ConfmonError, UsageError
+from monitor.commands.common import add_lab_base_option, parse_lab_base, write_output
+from monitor.errors import UsageError
 from monitor.exiting import run_service
 from monitor.inventory import Inventory
 from monitor.lab.impairment import Impairment
@@ -121,14 +120,9 @@ def run(args: argparse.Namespace) -> int:
 def _write_inventory(inv: Inventory, output: str, force: bool, source: str) -> None:
     from monitor.inventory.writer import to_yaml
 
-    path = Path(output)
-    if path.exists() and not force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
     header = f"# {source} with the addresses of 'confmon lab' (127.20.0.1 upwards).\n"
-    try:
-        path.write_text(to_yaml(inv, header), encoding="utf-8")
-    except OSError as exc:
-        raise ConfmonError(f"cannot write {output}: {exc.strerror}") from None
+    # beside the file and renamed over it: a full disk leaves no empty or truncated file
+    write_output(to_yaml(inv, header), output, force)
 
 
 async def _serve(

@@ -269,3 +269,21 @@ def test_ctrl_c_while_the_program_starts_is_a_quiet_130() -> None:
         timeout=60,
     )
     assert (proc.returncode, proc.stderr) == (130, ""), proc.stderr
+
+
+def test_the_lab_inventory_on_a_full_disk_leaves_no_file(tmp_path: Path) -> None:
+    """`lab --write-inventory` that cannot write the whole file says so in one line, exits 1
+    before serving anything, and leaves neither an empty file nor a temporary one."""
+    target = tmp_path / "lab.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor", "lab", "-c", HANOI, "--write-inventory", str(target)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+        preexec_fn=_small_file_limit,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"confmon: cannot write {target}: File too large"]
+    assert list(tmp_path.iterdir()) == []
