@@ -121,6 +121,8 @@ def _parse(text: str, takes_port: bool) -> Target:
         host, _, port = text.partition(":")
         if not host.strip():
             raise _Bad("no host before ':'")
+        if host != host.rstrip():
+            raise _Bad("a space before ':': write host:port")
         target = Target(_host(host), _port(port))
     else:
         target = Target(_host(text))

@@ -58,6 +58,7 @@ async def confmon(*args: str, within: float = 60) -> tuple[int, str, str]:
     [
         ("http", "127.0.0.1:99999", "'127.0.0.1:99999': port 99999 is out of range (1-65535)"),
         ("http", ":abc", "':abc': no host before ':'"),
+        ("tcp", "127.0.0.1 :5060", "'127.0.0.1 :5060': a space before ':': write host:port"),
         ("http", "http://[::1/", "'http://[::1/': unclosed '['"),
         ("http", "http://127.0.0.1:99999/", "port 99999 is out of range (1-65535)"),
         ("http", "http://127.0.0.1:abc/", "the port 'abc' is not a number"),
