@@ -276,14 +276,19 @@ class Monitor:
 
     def _event_log_status(self) -> dict[str, Any] | None:
         """Whether state changes are being stored (see :meth:`EventStream.status`); a log
-        file deleted or replaced and not re-created is not ok either."""
+        file deleted or replaced and not re-created is not ok either, nor one that cannot
+        be read (the history and the events API answer 503 then)."""
         if self.events is None:
             return None
         status = self.events.status()
         trouble = self.eventlog.trouble if self.eventlog is not None else None
+        unreadable = self.eventlog.read_trouble if self.eventlog is not None else None
         if trouble is not None and status["ok"]:
             status["ok"] = False
             status["error"] = f"the event log file was {trouble} while running"
+        elif unreadable is not None and status["ok"]:
+            status["ok"] = False
+            status["error"] = f"the event log cannot be read: {unreadable}"
         return status
 
     # --- a new inventory ------------------------------------------------------------------

@@ -1025,6 +1025,11 @@ class EventLog:
             log.warning("the event log %s can be read again", self._shown)
         return result
 
+    @property
+    def read_trouble(self) -> str | None:
+        """Why the last read failed (until a read succeeds again), e.g. a corrupt file."""
+        return self._read_trouble
+
     def _open_reader(self) -> sqlite3.Connection:
         # mode=rw: a reader never creates a file at the path (the writer re-creates it)
         uri = f"file:{urllib.parse.quote(self._file)}?mode=rw"

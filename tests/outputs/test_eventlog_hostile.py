@@ -347,6 +347,38 @@ async def test_a_log_that_breaks_while_running_answers_unavailable_said_once(
         await log.close()
 
 
+async def test_a_log_that_cannot_be_read_is_not_ok_in_the_status(tmp_path: Path) -> None:
+    """Reads of a corrupt log answer 503: /api/v1/status says the log is not ok, and why,
+    instead of ok while its history cannot be had."""
+    db = tmp_path / "e.sqlite3"
+    await (await EventLog.open(db, {})).close()
+    fill(db, 20_000)
+    inv = parse_inventory(
+        "profiles: {p: {tcp: {port: 9}}}\npoints: [{id: a, name: A, host: 127.0.0.1, profile: p}]\n"
+    )
+    m = Monitor(inv, state_db=db)
+    await m.start()
+    try:
+        assert m.eventlog is not None
+        assert m.summary()["event_log"]["ok"] is True
+        log = m.eventlog
+        await log._call(lambda: log.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+        with db.open("r+b") as f:
+            for page in range(2, db.stat().st_size // 4096, 3):
+                f.seek(page * 4096)
+                f.write(os.urandom(4096))
+        with pytest.raises(LogUnavailable):
+            await log.query(state="maintenance")
+        status = m.summary()["event_log"]
+        assert status["ok"] is False
+        assert status["error"].startswith("the event log cannot be read: the file is corrupt"), (
+            status
+        )
+    finally:
+        with contextlib.suppress(ConfmonError):
+            await m.stop()
+
+
 # --- the file deleted or replaced while running -----------------------------------------------
 
 
