@@ -8,6 +8,7 @@ import contextlib
 import os
 import pty
 import termios
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,12 +57,20 @@ async def dashboard_on_a_pty(url: str, bell: Bell | None = None) -> AsyncIterato
     loop = asyncio.get_running_loop()
 
     def drain() -> None:  # what the terminal shows: frames, bells, and any echo
-        try:
-            term.seen.extend(os.read(master, 65536))
-        except OSError:
-            loop.remove_reader(master)
+        # on a thread of its own: the dashboard writes its frames to the terminal from the
+        # event loop, and a frame larger than what the pty holds blocks that write until
+        # someone reads; a reader on the same loop never would (a deadlock, seen in CI)
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # every side of the slave closed: EIO
+                return
+            if not chunk:
+                return
+            term.seen.extend(chunk)
 
-    loop.add_reader(master, drain)
+    reader = threading.Thread(target=drain, name="pty-reader", daemon=True)
+    reader.start()
     term.before = termios.tcgetattr(slave)
     console = Console(file=out, force_terminal=True, width=100, height=30, color_system=None)
     task = loop.create_task(run_dashboard(url, console=console, stdin=stdin, bell=bell))
@@ -74,11 +83,11 @@ async def dashboard_on_a_pty(url: str, bell: Bell | None = None) -> AsyncIterato
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        loop.remove_reader(master)
         out.close()
         stdin.close()
-        os.close(master)
         os.close(slave)
+        await asyncio.to_thread(reader.join, 10)
+        os.close(master)
 
 
 async def test_q_quits_and_typed_keys_are_not_echoed() -> None:
