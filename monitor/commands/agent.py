@@ -7,6 +7,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from monitor.commands.argtypes import number_in
 from monitor.commands.common import Subparsers, add_logging_options, suggest_no_icmp
 from monitor.commands.mqttopts import add_broker_options, broker_from_args
 
@@ -75,16 +76,6 @@ def _buffer(text: str) -> int:
 DESCRIBE_EVERY = 60.0
 
 
-def _describe_every(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= seconds <= 86_400:
-        raise argparse.ArgumentTypeError(f"{text} is out of range (0 to 86400 seconds)")
-    return seconds
-
-
 def _handle(args: argparse.Namespace) -> int:
     from monitor.exiting import run_service
     from monitor.inventory import load_inventory
@@ -149,7 +140,7 @@ def add_parser(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--describe-every",
-        type=_describe_every,
+        type=number_in(0, 86_400, unit=" seconds"),
         default=DESCRIBE_EVERY,
         metavar="SECONDS",
         help=(

@@ -3,7 +3,6 @@ the server keeps each probe's last described result for the API and the dashboar
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from monitor.core.results import (
     undescribed,
 )
 from monitor.dashboard.model import ProbeView
+from monitor.errors import UsageError
 from monitor.transport.agent import Agent, AgentOptions
 from monitor.transport.mqtt import parse_broker
 from tests.outputs.fixtures import feed, serving
@@ -120,10 +120,15 @@ async def test_the_agent_sends_steady_results_undescribed() -> None:
 
 def test_the_command_line_default_is_the_describers() -> None:
     assert agent_cmd.DESCRIBE_EVERY == DESCRIBE_EVERY
-    assert agent_cmd._describe_every("0") == 0
-    for bad in ("-1", "soon", "1e9"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            agent_cmd._describe_every(bad)
+    from monitor.cli import build_parser
+
+    parser = build_parser()
+    common = ["agent", "--broker", "mqtt://127.0.0.1:1", "--id", "a"]
+    assert parser.parse_args(common).describe_every == DESCRIBE_EVERY
+    assert parser.parse_args([*common, "--describe-every", "0"]).describe_every == 0
+    for bad in ("-1", "soon", "1e9", "nan"):
+        with pytest.raises(UsageError, match="--describe-every"):
+            parser.parse_args([*common, "--describe-every", bad])
 
 
 async def latest_icmp(base: str) -> dict[str, Any]:
