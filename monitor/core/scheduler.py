@@ -48,11 +48,11 @@ import heapq
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.core.results import ProbeResult
-from monitor.inventory import Inventory, Point
+from monitor.inventory import Inventory, Point, Profile
 from monitor.probes.base import ProbeContext, ProbeFn, aligned, now
 from monitor.probes.registry import PROBES, SEPARATE, deadline_of
 
@@ -108,6 +108,8 @@ class _Job:
     offset: float
     #: the settings of ``probes``, in order: with the host, what decides "unchanged" on update
     settings: tuple[Any, ...]
+    #: what a cycle runs: ``probes`` with their functions, settings and cut-offs
+    plan: tuple[_Probe, ...] = ()
     running: bool = False
     #: the cycle in flight (cancelled when the job is retired)
     task: asyncio.Task[None] | None = None
@@ -123,11 +125,30 @@ class _Job:
         return self.point.host == other.point.host and self.settings == other.settings
 
 
-@dataclass(order=True)
-class _Due:
-    at: float
-    seq: int
-    job: _Job = field(compare=False)
+#: a heap entry: due time, a tie-breaking sequence number, the job (a tuple compares in C)
+_Due = tuple[float, int, _Job]
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """One probe of a cycle, resolved once per job instead of once per cycle."""
+
+    name: str
+    fn: ProbeFn
+    settings: Any
+    #: the safety net: the probe's own deadline plus a second
+    cutoff: float
+
+
+def _plan_probes(
+    profile: Profile, probes: Iterable[str], registry: Mapping[str, ProbeFn]
+) -> tuple[_Probe, ...]:
+    """The probes ``probes`` of ``profile``, in order, ready to run."""
+    plan = []
+    for name in probes:
+        settings = getattr(profile, name)
+        plan.append(_Probe(name, registry[name], settings, deadline_of(name, settings) + 1.0))
+    return tuple(plan)
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -136,23 +157,62 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 
 async def _safe_probe(
-    fn: ProbeFn, name: str, point: Point, settings: Any, ctx: ProbeContext
+    probe: _Probe, point: Point, ctx: ProbeContext, limit: asyncio.Semaphore
 ) -> ProbeResult:
-    """Run one probe; a bug in it becomes a failed result (and a log line), not a dead monitor."""
-    start = now()
+    """Run one probe under ``limit``, cut off at its deadline plus a second.
+
+    A bug in it becomes a failed result (and a log line), not a dead monitor;
+    cancellation goes through.
+    """
+    await limit.acquire()
     try:
-        async with asyncio.timeout(deadline_of(name, settings) + 1.0):
-            return await fn(point.host, settings, ctx)
-    except TimeoutError:
-        error = "probe overran its deadline"
-    except asyncio.CancelledError:
+        start = now()
+        try:
+            async with asyncio.timeout(probe.cutoff):
+                return await probe.fn(point.host, probe.settings, ctx)
+        except TimeoutError:
+            error = "probe overran its deadline"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a probe bug must not stop the other 449 points
+            log.exception("probe %s of %s crashed", probe.name, point.id)
+            error = f"probe crashed: {type(exc).__name__}: {exc}"
+        return ProbeResult(
+            probe=probe.name,
+            target=point.host,
+            ok=False,
+            at=start,
+            duration=now() - start,
+            error=error,
+        )
+    finally:
+        limit.release()
+
+
+async def _run_cycle(
+    plan: Sequence[_Probe], point: Point, ctx: ProbeContext, limit: asyncio.Semaphore
+) -> list[ProbeResult]:
+    """Run ``plan`` concurrently; its results in its order.
+
+    The last probe runs in the calling task and every other one in a task of its
+    own (a one-probe cycle creates no task). If the caller is cancelled, so is
+    every probe of the cycle, and this returns (raises) only once they all ended.
+    """
+    if len(plan) <= 1:
+        return [await _safe_probe(plan[0], point, ctx, limit)] if plan else []
+    loop = asyncio.get_running_loop()
+    others = [loop.create_task(_safe_probe(p, point, ctx, limit)) for p in plan[:-1]]
+    try:
+        last = await _safe_probe(plan[-1], point, ctx, limit)
+        # _safe_probe raises only CancelledError (or what no code should catch)
+        results = [await task for task in others]
+    except BaseException:
+        for task in others:
+            task.cancel()
+        await asyncio.wait(others)
         raise
-    except Exception as exc:  # a probe bug must not stop the other 449 points
-        log.exception("probe %s of %s crashed", name, point.id)
-        error = f"probe crashed: {type(exc).__name__}: {exc}"
-    return ProbeResult(
-        probe=name, target=point.host, ok=False, at=start, duration=now() - start, error=error
-    )
+    results.append(last)
+    return results
 
 
 async def probe_point(
@@ -164,13 +224,9 @@ async def probe_point(
     registry: Mapping[str, ProbeFn] = PROBES,
 ) -> list[ProbeResult]:
     """Run the named probes of a point's profile concurrently (each under ``limit``)."""
-    profile = inv.profile_of(point)
-
-    async def one(name: str) -> ProbeResult:
-        async with limit:
-            return await _safe_probe(registry[name], name, point, getattr(profile, name), ctx)
-
-    return list(await asyncio.gather(*(one(name) for name in probes)))
+    return await _run_cycle(
+        _plan_probes(inv.profile_of(point), probes, registry), point, ctx, limit
+    )
 
 
 class Scheduler:
@@ -190,17 +246,18 @@ class Scheduler:
         self.stats = SchedulerStats()
         self._limit = asyncio.Semaphore(inv.settings.concurrency)
         self._limit_size = inv.settings.concurrency
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: cycles of retired jobs still unwinding (the others are their job's ``task``)
+        self._retiring: set[asyncio.Task[None]] = set()
         self._heap: list[_Due] = []
         self._seq = 0
-        self._jobs = self._plan(inv)
+        self._jobs = self._plan(inv, registry)
         #: the schedule's origin while :meth:`run` runs (``None`` otherwise)
         self._start: float | None = None
         #: resolved to wake the dispatcher early (an update put something earlier on the heap)
         self._wake: asyncio.Future[None] | None = None
 
     @staticmethod
-    def _plan(inv: Inventory) -> dict[_Key, _Job]:
+    def _plan(inv: Inventory, registry: Mapping[str, ProbeFn]) -> dict[_Key, _Job]:
         """The jobs an inventory needs, each with its offset into its period."""
         points = list(inv.points.values())
         n = len(points)
@@ -208,9 +265,8 @@ class Scheduler:
         jobs: dict[_Key, _Job] = {}
 
         def add(point: Point, probes: tuple[str, ...], period: float, offset: float) -> None:
-            profile = inv.profile_of(point)
-            settings = tuple(getattr(profile, name) for name in probes)
-            job = _Job(point, probes, period, offset, settings)
+            plan = _plan_probes(inv.profile_of(point), probes, registry)
+            job = _Job(point, probes, period, offset, tuple(p.settings for p in plan), plan)
             jobs[job.key] = job
 
         for i, point in enumerate(points):
@@ -226,7 +282,7 @@ class Scheduler:
 
     def _push(self, at: float, job: _Job) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, _Due(at, self._seq, job))
+        heapq.heappush(self._heap, (at, self._seq, job))
 
     def _first_slot(self, job: _Job, start: float, now: float) -> float:
         """The job's first slot ``start + offset + k * period`` that is not in the past."""
@@ -242,7 +298,7 @@ class Scheduler:
         loop's thread. Before or after :meth:`run` it only swaps the plan.
         """
         before, after = set(self.inv.points), set(inv.points)
-        old, new = self._jobs, self._plan(inv)
+        old, new = self._jobs, self._plan(inv, self.registry)
         added: list[_Job] = []
         moved: list[_Job] = []  # kept, with a new period: the interval changed
         for key, job in new.items():
@@ -259,8 +315,10 @@ class Scheduler:
         retired = [job for key, job in old.items() if new.get(key) is not job]
         for job in retired:
             job.retired = True
-            if job.task is not None:
+            if job.task is not None and not job.task.done():
                 job.task.cancel()
+                self._retiring.add(job.task)
+                job.task.add_done_callback(self._retiring.discard)
 
         self.inv, self._jobs = inv, new
         if inv.settings.concurrency != self._limit_size:
@@ -270,7 +328,7 @@ class Scheduler:
         if self._start is not None:
             gone = set(retired) | set(moved)
             if gone:
-                self._heap = [d for d in self._heap if d.job not in gone]
+                self._heap = [d for d in self._heap if d[2] not in gone]
                 heapq.heapify(self._heap)
             now = asyncio.get_running_loop().time()
             for job in added + moved:
@@ -301,22 +359,20 @@ class Scheduler:
             if timer is not None:
                 timer.cancel()
 
-    async def _run_job(self, job: _Job) -> None:
-        loop = asyncio.get_running_loop()
+    async def _run_job(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
         started = loop.time()
-        self.stats.in_flight += 1
+        stats = self.stats
+        stats.in_flight += 1
         try:
-            results = await probe_point(
-                self.inv, job.point, job.probes, self.ctx, self._limit, self.registry
-            )
+            results = await _run_cycle(job.plan, job.point, self.ctx, self._limit)
             if job.retired:
                 # cancelled by an update, but a probe swallowed the cancellation:
                 # a removed point's results must still not reach the sink
                 return
             elapsed = loop.time() - started
-            self.stats.cycles += 1
-            self.stats.probes += len(results)
-            self.stats.last_cycle_seconds = elapsed
+            stats.cycles += 1
+            stats.probes += len(results)
+            stats.last_cycle_seconds = elapsed
             try:
                 self.sink(job.point, results, elapsed)
             except Exception:  # a consumer's bug must not stop the probing
@@ -324,7 +380,7 @@ class Scheduler:
         finally:
             job.running = False
             job.task = None
-            self.stats.in_flight -= 1
+            stats.in_flight -= 1
 
     async def run(self) -> None:
         """Probe until cancelled (:meth:`update` may change what is probed meanwhile)."""
@@ -333,39 +389,41 @@ class Scheduler:
         self._heap = []
         for job in self._jobs.values():
             self._push(self._first_slot(job, start, start), job)
+        stats = self.stats
         try:
             while True:
-                if not self._heap:
+                heap = self._heap  # update() may have rebuilt it
+                if not heap:
                     await self._sleep(None)  # nothing to probe until an update brings points
                     continue
-                if self._heap[0].at > loop.time():
-                    await self._sleep(self._heap[0].at)
+                if heap[0][0] > loop.time():
+                    await self._sleep(heap[0][0])
                     continue
                 current = loop.time()
-                while self._heap and self._heap[0].at <= current:
-                    due = heapq.heappop(self._heap)
-                    job = due.job
-                    self.stats.max_lag_seconds = max(self.stats.max_lag_seconds, current - due.at)
+                while heap and heap[0][0] <= current:
+                    at, _, job = heapq.heappop(heap)
+                    if current - at > stats.max_lag_seconds:
+                        stats.max_lag_seconds = current - at
                     if job.running:
-                        self.stats.overruns += 1
+                        stats.overruns += 1
                     else:
                         job.running = True
-                        job.task = task = loop.create_task(self._run_job(job))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                        job.task = loop.create_task(self._run_job(job, loop))
                     # next slot on the absolute grid; skip (and count) slots already missed
-                    nxt = due.at + job.period
+                    nxt = at + job.period
                     if nxt <= current:
-                        missed = int((current - due.at) // job.period)
-                        self.stats.overruns += missed
-                        nxt = due.at + (missed + 1) * job.period
+                        missed = int((current - at) // job.period)
+                        stats.overruns += missed
+                        nxt = at + (missed + 1) * job.period
                     self._push(nxt, job)
         finally:
             self._start = None
             await self._cancel_all()
 
     async def _cancel_all(self) -> None:
-        tasks = list(self._tasks)
+        """Cancel every cycle in flight (current jobs' and retired ones') and wait for them."""
+        tasks = [job.task for job in self._jobs.values() if job.task is not None]
+        tasks += self._retiring
         for task in tasks:
             task.cancel()
         if tasks:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import random
 from collections import Counter, defaultdict
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from monitor.core.results import ProbeResult
-from monitor.core.scheduler import Scheduler, UpdateStats
+from monitor.core.scheduler import Scheduler, UpdateStats, probe_point
 from monitor.inventory import Inventory, Point
 from monitor.inventory.synthetic import synthetic_inventory
 from monitor.probes.base import TICK, ProbeContext, aligned
@@ -292,6 +293,201 @@ def test_a_crashing_probe_is_a_failed_result() -> None:
     assert not r.ok and r.error == "probe crashed: RuntimeError: boom"
 
 
+# --- one cycle: concurrent probes, each guarded, in the order of the profile ----------------
+
+ICMP_SIP_FAST: dict[str, Any] = {
+    "icmp": {"count": 2, "spacing": "10ms", "timeout": "100ms"},
+    "sip": {"timeout": "200ms"},
+}
+#: probe_point's cut-off for each probe of ICMP_SIP_FAST: its deadline plus a second
+CUTOFF = {"icmp": 0.01 + 0.1 + 1.0, "sip": 0.2 + 1.0}
+#: how long a fake probe takes to end once cancelled
+CLEANUP = 0.01
+
+
+class Cycle:
+    """Fake probes for one ``probe_point`` cycle; each does what ``behaviour[name]`` says.
+
+    ``"ok"`` answers after 0.05 s (virtual), ``"crash"`` raises at once, ``"hang"``
+    sleeps 1000 s (virtual: no wall time); a cancelled probe takes 10 ms to clean up
+    before it ends. It records what ran at once, which
+    tasks existed while a probe ran, and which probes were cancelled.
+    """
+
+    def __init__(self, **behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.tasks_seen: list[int] = []
+
+    def registry(self) -> dict[str, Any]:
+        def make(name: str) -> Any:
+            async def run(target: str, settings: Any, ctx: ProbeContext) -> ProbeResult:
+                self.started.append(name)
+                self.tasks_seen.append(len(asyncio.all_tasks()))
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    what = self.behaviour.get(name, "ok")
+                    if what == "crash":
+                        raise RuntimeError(f"{name} boom")
+                    await asyncio.sleep(1000.0 if what == "hang" else 0.05)
+                except asyncio.CancelledError:
+                    self.cancelled.append(name)
+                    await asyncio.sleep(CLEANUP)  # cleaning up takes a while (a socket's close)
+                    raise
+                finally:
+                    self.in_flight -= 1
+                return ProbeResult(probe=name, target=target, ok=True, at=0.0, duration=0.05)
+
+            return run
+
+        return {name: make(name) for name in ("icmp", "tcp", "http", "sip", "media")}
+
+
+def cycle(
+    fake: Cycle, probes: Sequence[str] = ("icmp", "sip"), concurrency: int = 100
+) -> tuple[list[ProbeResult], float]:
+    """One probe_point cycle of the fake probes on the virtual clock: its results and duration."""
+    inv = inventory(1, ICMP_SIP_FAST)
+    point = next(iter(inv.points.values()))
+
+    async def main() -> tuple[list[ProbeResult], float]:
+        loop = asyncio.get_running_loop()
+        async with ProbeContext() as ctx:
+            t0 = loop.time()
+            limit = asyncio.Semaphore(concurrency)
+            results = await probe_point(inv, point, probes, ctx, limit, fake.registry())
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+            return results, loop.time() - t0
+
+    return run_virtual(main())
+
+
+@pytest.mark.parametrize("crashing", ["icmp", "sip"])  # in a task of its own, in the caller's
+def test_a_crash_in_a_two_probe_cycle_fails_that_probe_only(
+    crashing: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One probe of two raises: one failed result ('probe crashed', logged), one good one, in order."""
+    caplog.set_level(logging.ERROR, logger="monitor.core.scheduler")
+    results, _ = cycle(Cycle(**{crashing: "crash"}))
+    assert [r.probe for r in results] == ["icmp", "sip"]
+    by_name = {r.probe: r for r in results}
+    bad, good = by_name[crashing], by_name[({"icmp", "sip"} - {crashing}).pop()]
+    assert not bad.ok and bad.error == f"probe crashed: RuntimeError: {crashing} boom"
+    assert good.ok and good.error is None
+    assert [r.getMessage() for r in caplog.records] == [f"probe {crashing} of d00 crashed"]
+
+
+@pytest.mark.parametrize("hanging", ["icmp", "sip"])
+def test_a_probe_that_overruns_is_cut_off_a_second_after_its_deadline(hanging: str) -> None:
+    """A probe that never returns ends as 'probe overran its deadline' at deadline + 1 s; the
+    other probe's result is kept, and the cycle ends with the cut-off (virtual time, exact:
+    the cut-off, plus the probe's clean-up once cancelled)."""
+    fake = Cycle(**{hanging: "hang"})
+    results, seconds = cycle(fake)
+    assert [r.probe for r in results] == ["icmp", "sip"]
+    for r in results:
+        if r.probe == hanging:
+            assert not r.ok and r.error == "probe overran its deadline"
+        else:
+            assert r.ok
+    assert abs(seconds - (CUTOFF[hanging] + CLEANUP)) < EXACT
+    assert fake.cancelled == [hanging]  # the cut-off cancels the probe (then reports it)
+
+
+def test_both_probes_overrunning_are_cut_off_each_at_its_own_deadline() -> None:
+    fake = Cycle(icmp="hang", sip="hang")
+    results, seconds = cycle(fake)
+    assert [r.error for r in results] == ["probe overran its deadline"] * 2
+    assert abs(seconds - (max(CUTOFF.values()) + CLEANUP)) < EXACT
+    assert sorted(fake.cancelled) == ["icmp", "sip"]
+
+
+def test_probes_of_a_cycle_run_concurrently_and_a_single_probe_needs_no_task() -> None:
+    """Two probes overlap (the cycle takes one probe's time); one probe runs in the caller's task."""
+    fake = Cycle()
+    results, seconds = cycle(fake)
+    assert all(r.ok for r in results) and fake.max_in_flight == 2
+    assert abs(seconds - 0.05) < EXACT
+    assert sorted(fake.tasks_seen) == [2, 2]  # main + one task for the probe not run inline
+    single = Cycle()
+    results, _ = cycle(single, probes=("sip",))
+    assert [r.probe for r in results] == ["sip"] and results[0].ok
+    assert single.tasks_seen == [1]  # main only
+    assert cycle(Cycle(), probes=())[0] == []
+
+
+def test_with_concurrency_1_the_probes_of_a_cycle_take_turns() -> None:
+    """monitor.concurrency 1: never two probes at once, both run, results in profile order."""
+    fake = Cycle()
+    results, seconds = cycle(fake, concurrency=1)
+    assert [r.probe for r in results] == ["icmp", "sip"] and all(r.ok for r in results)
+    assert fake.max_in_flight == 1 and sorted(fake.started) == ["icmp", "sip"]
+    assert abs(seconds - 0.1) < EXACT  # one after the other
+
+
+def test_with_concurrency_1_the_scheduler_never_runs_two_probes_at_once() -> None:
+    """Concurrency 1 over several points and cycles: one probe at a time, every probe still runs."""
+    rec = Recorder(seconds=0.1)
+    run = run_for(5.0, inventory(4, interval="1s", concurrency=1), rec)
+    assert rec.max_in_flight == 1
+    assert len(run.cycles) >= 4 * 4
+    assert all([r.probe for r in results] == ["icmp", "sip"] for _, results, _ in run.cycles)
+    assert all(r.ok for _, results, _ in run.cycles for r in results)
+
+
+@pytest.mark.parametrize("when", ["both running", "inline done, the task's probe running"])
+def test_a_cancelled_cycle_cancels_its_probes_and_leaves_no_task(when: str) -> None:
+    """Cancelling a cycle cancels every probe still running and returns only when they ended."""
+    fake = Cycle(icmp="hang", sip="hang" if when == "both running" else "ok")
+    inv = inventory(1, ICMP_SIP_FAST)
+    point = next(iter(inv.points.values()))
+
+    async def main() -> None:
+        async with ProbeContext() as ctx:
+            limit = asyncio.Semaphore(10)
+            task = asyncio.get_running_loop().create_task(
+                probe_point(inv, point, ("icmp", "sip"), ctx, limit, fake.registry())
+            )
+            await asyncio.sleep(0.1)  # both started, neither cut off yet; an ok one is done
+            assert fake.in_flight == (2 if when == "both running" else 1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert fake.in_flight == 0  # the cycle ended after its probes, not before
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+            # every permit came back
+            for _ in range(10):
+                await asyncio.wait_for(limit.acquire(), 0.001)
+
+    run_virtual(main())
+    assert sorted(fake.cancelled) == (["icmp", "sip"] if when == "both running" else ["icmp"])
+
+
+def test_cancelling_the_scheduler_leaves_no_task_behind() -> None:
+    """Scheduler.run cancelled mid-cycles: every cycle's probes cancelled, no task of it left."""
+    rec = Recorder(seconds=5.0)
+
+    async def main() -> None:
+        async with ProbeContext() as ctx:
+            sched = Scheduler(
+                inventory(10, interval="1s"), ctx, lambda p, r, e: None, rec.registry()
+            )
+            task = asyncio.get_running_loop().create_task(sched.run())
+            await asyncio.sleep(0.45)
+            assert rec.in_flight == 10  # 5 points started, 2 probes each
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run_virtual(main())
+    assert rec.cancelled.total() == 10 and rec.in_flight == 0
+
+
 def test_with_nothing_to_probe_run_waits_for_an_update() -> None:
     """A profile that runs no probe: run() idles (does not return) until an update brings some."""
     rec = Recorder()
@@ -370,9 +566,11 @@ def test_a_removed_points_probes_are_cancelled_and_no_result_arrives() -> None:
     """
     inv10, inv9 = inventory(10, interval="5s"), inventory(9, interval="5s")
     gone = next(p for p in inv10.points.values() if p.id not in inv9.points)
-    base = run_for(20.0, inv10, rec := Recorder(seconds=1.5))
+    # 19.9 s, not 20: a cycle that ends at the very instant of the final cancel (18.5 + 1.5)
+    # may or may not be delivered, depending on the order of the loop's ready callbacks
+    base = run_for(19.9, inv10, rec := Recorder(seconds=1.5))
     # the 10th point's cycles run at offset 4.5 s, for 1.5 s: the update at 5.1 s catches one in flight
-    run = run_for(20.0, inv10, rec2 := Recorder(seconds=1.5), update_at(5.1, inv9))
+    run = run_for(19.9, inv10, rec2 := Recorder(seconds=1.5), update_at(5.1, inv9))
     assert run.updates == [UpdateStats(kept=9, removed=1)]
     assert run.cancelled == {(gone.host, "icmp"): 1, (gone.host, "sip"): 1}
     assert_times(rec2.starts[(gone.host, "icmp")], [run.start + 4.5])  # and never again
