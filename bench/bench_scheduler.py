@@ -64,6 +64,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from monitor.collector import settle  # noqa: E402
 from monitor.core.health import HealthModel, State  # noqa: E402
 from monitor.core.scheduler import Scheduler, SchedulerStats  # noqa: E402
 from monitor.inventory import Inventory, Point  # noqa: E402
@@ -278,8 +279,13 @@ async def measure(
     seconds: float,
     labs: Sequence[LabProcess] = (),
     profile_to: str | None = None,
+    settled: bool = True,
 ) -> Measure:
-    """Run the scheduler; measure the window [warmup, warmup + seconds]."""
+    """Run the scheduler; measure the window [warmup, warmup + seconds].
+
+    ``settled``: tune the garbage collector once start-up is over, as ``confmon run`` and
+    ``confmon agent`` do (:func:`monitor.collector.settle`); False keeps CPython's defaults.
+    """
     model = HealthModel(inv, now=time.time())
     recording = False
     cycles: list[float] = []
@@ -296,6 +302,8 @@ async def measure(
     async with ProbeContext() as ctx:
         await icmp.engine(ctx)  # fail now, with the fix, if ICMP is not permitted
         scheduler = Scheduler(inv, ctx, sink)
+        if settled:
+            settle()
         task = asyncio.get_running_loop().create_task(scheduler.run())
         try:
             await asyncio.sleep(warmup)
@@ -506,6 +514,11 @@ def main() -> None:
     parser.add_argument("--lab-procs", type=int, help="lab child processes (case default)")
     parser.add_argument("--cprofile", metavar="FILE", help="cProfile the window (slows it)")
     parser.add_argument(
+        "--gc-defaults",
+        action="store_true",
+        help="keep CPython's collector settings (confmon run tunes them: monitor/collector.py)",
+    )
+    parser.add_argument(
         "--timer-slack",
         type=float,
         metavar="MS",
@@ -555,8 +568,13 @@ def main() -> None:
     try:
         with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
             loop_name = type(runner.get_loop()).__module__
-            case = dataclasses.replace(case, describe=f"{case.describe}, loop {loop_name}")
-            m = runner.run(measure(inv, args.warmup, args.seconds, labs, args.cprofile))
+            collector = "CPython's defaults" if args.gc_defaults else "settled as confmon run does"
+            case = dataclasses.replace(
+                case, describe=f"{case.describe}, loop {loop_name}, collector {collector}"
+            )
+            m = runner.run(
+                measure(inv, args.warmup, args.seconds, labs, args.cprofile, not args.gc_defaults)
+            )
         gap = args.fping_gap or fping_gap_ms(points)
         peer = fping_cycles([p.host for p in inv.points.values()], args.peer_seconds, gap)
         report(case, m, peer, labs)
