@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from monitor.collector import settle
 from monitor.loops import loop_name, new_event_loop
 from monitor.probes.icmp import IcmpEngine
 
@@ -148,6 +149,11 @@ def main() -> None:
         default="default",
         help="confmon's event loop (default: what the probing thread of confmon run uses)",
     )
+    parser.add_argument(
+        "--gc-defaults",
+        action="store_true",
+        help="keep CPython's collector settings (confmon run tunes them: monitor/collector.py)",
+    )
     args = parser.parse_args()
     factory = {"default": new_event_loop, "asyncio": asyncio.new_event_loop}.get(args.loop)
     if factory is None:
@@ -155,7 +161,10 @@ def main() -> None:
 
         factory = uvloop.new_event_loop
     probe_loop = factory()
-    print(f"confmon's loop: {loop_name(probe_loop)}")
+    if not args.gc_defaults:
+        settle()  # as confmon run and confmon agent do once start-up is over
+    collector = "CPython's defaults" if args.gc_defaults else "settled as confmon run does"
+    print(f"confmon's loop: {loop_name(probe_loop)}, collector {collector}")
     fping = shutil.which("fping") or "/usr/bin/fping"
     if not os.access(fping, os.X_OK):
         raise SystemExit("fping is not installed (apt-get install fping)")
