@@ -46,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from monitor.collector import settle  # noqa: E402
 from monitor.inventory.model import SipSettings  # noqa: E402
 from monitor.loops import loop_name, new_event_loop  # noqa: E402
 from monitor.probes.base import ProbeContext  # noqa: E402
@@ -194,12 +195,21 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000, help="OPTIONS per run (10,000)")
     parser.add_argument("--seconds", type=float, default=5.0, help="spread over (5 s)")
     parser.add_argument("--first-host", default="127.62.0.1", help="first lab address")
+    parser.add_argument(
+        "--gc-defaults",
+        action="store_true",
+        help="keep CPython's collector settings (confmon run tunes them: monitor/collector.py)",
+    )
     args = parser.parse_args()
     loop = new_event_loop()
+    if not args.gc_defaults:
+        settle()  # as confmon run and confmon agent do once start-up is over
     print(
         f"{datetime.datetime.now().isoformat(timespec='seconds')} {platform.node()} "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, confmon's loop "
-        f"{loop_name(loop)}, load average {os.getloadavg()[0]:.2f}"
+        f"{loop_name(loop)}, collector "
+        f"{'defaults' if args.gc_defaults else 'settled as confmon run does'}, "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
     print(f"{args.count} OPTIONS over UDP in {args.seconds:g} s per run, every answer awaited")
     rows: list[tuple[Run, Run]] = []
