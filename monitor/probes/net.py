@@ -40,6 +40,7 @@ __all__ = [
     "describe_oserror",
     "enable_receive_timestamps",
     "kernel_stamp_ns",
+    "literal",
     "resolve",
     "set_buffer",
 ]
@@ -79,6 +80,32 @@ def describe_oserror(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
+def literal(host: str, port: int) -> Address | None:
+    """``host`` as an address when it is an IP literal (no resolver needed), else None.
+
+    A scoped IPv6 address (``fe80::1%eth0``) is not answered here: getaddrinfo maps its
+    zone to an interface index.
+    """
+    try:
+        # the common case, a dotted quad, in C: inet_pton accepts exactly the canonical
+        # forms ipaddress does (no leading zeros), ~20x faster, and this runs per probe
+        socket.inet_pton(socket.AF_INET, host)
+    except (OSError, ValueError):
+        pass
+    else:
+        return (socket.AF_INET, (host, port))
+    if "%" not in host:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            if ip.version == 4:
+                return (socket.AF_INET, (str(ip), port))
+            return (socket.AF_INET6, (str(ip), port, 0, 0))
+    return None
+
+
 async def resolve(host: str, port: int, socktype: int) -> list[Address]:
     """The addresses of ``host`` in resolver order; raises :class:`socket.gaierror`.
 
@@ -93,23 +120,9 @@ async def resolve(host: str, port: int, socktype: int) -> list[Address]:
     if name == "invalid" or name.endswith(".invalid"):
         # RFC 6761 §6.4: never resolvable, so never worth a query to a resolver
         raise socket.gaierror(socket.EAI_NONAME, "reserved name (RFC 6761), never resolved")
-    try:
-        # the common case, a dotted quad, in C: inet_pton accepts exactly the canonical
-        # forms ipaddress does (no leading zeros), ~20x faster, and this runs per probe
-        socket.inet_pton(socket.AF_INET, host)
-    except (OSError, ValueError):
-        pass
-    else:
-        return [(socket.AF_INET, (host, port))]
-    if "%" not in host:  # scoped IPv6 needs getaddrinfo to map the zone to an index
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            if ip.version == 4:
-                return [(socket.AF_INET, (str(ip), port))]
-            return [(socket.AF_INET6, (str(ip), port, 0, 0))]
+    address = literal(host, port)
+    if address is not None:
+        return [address]
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socktype)
     seen: list[Address] = []
     for family, _type, _proto, _canon, sockaddr in infos:
