@@ -35,6 +35,12 @@ run per cycle; see :func:`fping_cycles`). Its CPU is the children's rusage
 *whole* profile against fping's for ICMP alone, so it says what the SIP, media and health
 work cost on top of a C pinger's floor; it is not a like-for-like engine comparison
 (``bench/bench_icmp.py`` is that).
+
+When the profile sends more datagrams than its echoes (SIP requests, media streams), a
+second fping run sends as many echoes per second as the profile sends packets
+(:func:`packets_per_cycle`: 14 per point per 5 s for the full profile, against 5): what a
+C program pays on this machine for the same number of packets, sent and answered. Its
+ratio says how much confmon costs per packet over that.
 """
 
 from __future__ import annotations
@@ -390,9 +396,9 @@ def fping_gap_ms(points: int) -> float:
 
 
 def fping_cycles(
-    hosts: Sequence[str], seconds: float, gap_ms: float, interval: float = 5.0
+    hosts: Sequence[str], seconds: float, gap_ms: float, interval: float = 5.0, count: int = 5
 ) -> PeerRun:
-    """The ICMP part of the load: every ``interval``, 5 echoes to every host, by fping.
+    """The ICMP part of the load: every ``interval``, ``count`` echoes to every host, by fping.
 
     One ``fping -c 5`` run per cycle, started on a fixed grid (or at once if the previous
     run overran its slot), for ``seconds`` rounded up to whole cycles. Count mode rather
@@ -405,7 +411,7 @@ def fping_cycles(
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(hosts) + "\n")
         targets = f.name
-    command = [fping, "-q", "-c", "5", "-p", "20", "-i", f"{gap_ms:g}", "-t", "1000"]
+    command = [fping, "-q", "-c", str(count), "-p", "20", "-i", f"{gap_ms:g}", "-t", "1000"]
     command += ["-b", "56", "-f", targets]
     sent = received = 0
     cycles = max(1, round(seconds / interval))
@@ -440,7 +446,31 @@ def loadavg() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def report(case: Case, m: Measure, peer: PeerRun, labs: Sequence[LabProcess]) -> None:
+def packets_per_cycle(inv: Inventory) -> float:
+    """Datagrams one point's profile sends per monitor interval (first transmissions only).
+
+    ICMP: its echoes; SIP over UDP: one request; media: its stream, spread over the
+    intervals of its period. The other probes (TCP, HTTP) are connections, not counted.
+    """
+    profile = next(iter(inv.profiles.values()))
+    interval = inv.settings.interval
+    total = 0.0
+    if profile.icmp is not None:
+        total += profile.icmp.count
+    if profile.sip is not None and profile.sip.transport == "udp":
+        total += 1
+    if profile.media is not None:
+        total += profile.media.packets * interval / profile.media.every
+    return total
+
+
+def report(
+    case: Case,
+    m: Measure,
+    peer: PeerRun,
+    labs: Sequence[LabProcess],
+    same_packets: PeerRun | None = None,
+) -> None:
     stats0, stats1 = m.stats_before, m.stats_after
     cycles = stats1.cycles - stats0.cycles
     overruns = stats1.overruns - stats0.overruns
@@ -486,6 +516,14 @@ def report(case: Case, m: Measure, peer: PeerRun, labs: Sequence[LabProcess]) ->
         f"{peer.received}/{peer.sent} replies ({peer.sent / peer.seconds:.0f} echoes/s)"
     )
     print(f"  command: {' '.join(peer.command)}")
+    if same_packets is not None:
+        print(
+            f"peer fping sending as many echoes as the profile sends packets: "
+            f"{same_packets.sent / same_packets.seconds:.0f} echoes/s, CPU {same_packets.cpu:.2f} s"
+            f" = {same_packets.share * 100:.2f} % of one core; {same_packets.received}/"
+            f"{same_packets.sent} replies; confmon / this peer: {m.share / same_packets.share:.2f}x"
+        )
+        print(f"  command: {' '.join(same_packets.command)}")
     verdict = "met" if m.share <= case.target_cpu else "MISSED"
     if case.name == "sip10k" and overruns:
         verdict = "MISSED (overruns)"
@@ -576,8 +614,15 @@ def main() -> None:
                 measure(inv, args.warmup, args.seconds, labs, args.cprofile, not args.gc_defaults)
             )
         gap = args.fping_gap or fping_gap_ms(points)
-        peer = fping_cycles([p.host for p in inv.points.values()], args.peer_seconds, gap)
-        report(case, m, peer, labs)
+        hosts = [p.host for p in inv.points.values()]
+        peer = fping_cycles(hosts, args.peer_seconds, gap)
+        # a profile sending more than its echoes (SIP, media) also gets a peer sending as
+        # many packets: what a C program pays on this machine for the same traffic
+        count = round(packets_per_cycle(inv))
+        same = None
+        if count > 5:
+            same = fping_cycles(hosts, args.peer_seconds, gap * 5 / count, count=count)
+        report(case, m, peer, labs, same)
         print(f"load average at the end {loadavg()}")
     finally:
         stop_labs(labs)
