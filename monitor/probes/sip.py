@@ -226,10 +226,11 @@ class SipResponse:
 
 
 def _blank_line(data: bytes) -> tuple[int, int] | None:
-    """Where the first blank line (``\r?\n\r?\n``) is in ``data``: (start, end), or None.
+    """Where the first blank line is in ``data`` (two line ends, each CRLF or a bare LF):
+    (start, end), or None.
 
     Two ``find`` calls in C rather than a regular expression, which tried a match at
-    every byte of the head (a third of the response parser's time).
+    every byte of the head (two fifths of the response parser's time).
     """
     found = [i for i in (data.find(b"\n\r\n"), data.find(b"\n\n")) if i >= 0]
     if not found:

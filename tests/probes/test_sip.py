@@ -100,6 +100,19 @@ def test_parse_folded_lines_and_lf_only() -> None:
     assert [name for name, _ in response.headers] == ["server", "call-id", "cseq"]
 
 
+@pytest.mark.parametrize("blank", [b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"])
+def test_the_head_ends_at_the_first_blank_line_whatever_its_line_ends(blank: bytes) -> None:
+    """CRLF, bare LF or a mix of the two end the head; the body after it is cut to its
+    Content-Length (compact or long name), and a blank line inside the body is the body's."""
+    data = b"SIP/2.0 200 OK\r\nl: 6\r\nCall-ID: x" + blank + b"ab\n\ncdEXTRA"
+    response = parse_response(data)
+    assert response is not None
+    assert response.header("call-id") == "x"
+    assert response.body == b"ab\n\ncd"
+    framed = split_message(data)
+    assert framed is not None and framed[1] == b"EXTRA"
+
+
 def test_parse_missing_reason_and_multiple_via() -> None:
     """A status line without a reason phrase parses; the top Via is the first element."""
     data = (
