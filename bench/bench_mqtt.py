@@ -31,6 +31,8 @@ Published (acknowledged by the broker) is compared with ingested.
 **agents** / **split**: ``--agents`` ``confmon agent`` processes and one ``confmon
 server`` on ``--agents * --points`` ICMP-only points (5 echoes, 20 ms apart, every 5 s;
 the kernel answers on 127.74.x.y), assigned ``by-district`` (one district per agent).
+``--sip`` adds SIP OPTIONS over UDP every 5 s, answered by lab children on the same
+addresses (those of ``bench_scheduler.py``'s ``sip10k`` case, not counted).
 Once every point is up, a window of ``--seconds``: CPU of every process from
 ``/proc/PID/stat`` (utime + stime, all threads), ``/api/v1/status`` every cycle, and
 (``split``, or ``--freshness``) ``/api/v1/points`` every cycle, to check that every
@@ -727,11 +729,15 @@ def agent_ids(n: int) -> list[str]:
     return [f"agent-{i + 1:02d}" for i in range(n)]
 
 
-def agents_config(agents: int, points: int, first_host: str, echoes: int) -> tuple[Any, str]:
+def agents_config(
+    agents: int, points: int, first_host: str, echoes: int, sip: bool = False
+) -> tuple[Any, str]:
     from monitor.inventory.synthetic import synthetic_inventory
     from monitor.inventory.writer import to_yaml
 
-    profile = {"icmp": {**ICMP_ONLY["icmp"], "count": echoes}}
+    profile: dict[str, Any] = {"icmp": {**ICMP_ONLY["icmp"], "count": echoes}}
+    if sip:
+        profile["sip"] = ICMP_SIP["sip"]
     inv = synthetic_inventory(
         agents * points, districts=agents, profile=profile, first_host=first_host
     )
@@ -817,19 +823,57 @@ def cpu_all(pids: dict[str, int]) -> dict[str, float]:
 
 
 async def bench_agents(args: argparse.Namespace) -> None:
-    from tests.commands.running import start_run
-
     n_agents, per_agent = args.agents, args.points
     total = n_agents * per_agent
-    inv, text = agents_config(n_agents, per_agent, args.first_host, args.echoes)
+    inv, text = agents_config(n_agents, per_agent, args.first_host, args.echoes, args.sip)
     interval = inv.settings.interval
     hosts = [p.host for p in inv.points.values()]
+    what = "ICMP + SIP OPTIONS/UDP" if args.sip else "ICMP only"
     print(
-        f"{args.case}: {n_agents} agents x {per_agent} points = {total:,} points, ICMP only "
+        f"{args.case}: {n_agents} agents x {per_agent} points = {total:,} points, {what} "
         f"({args.echoes} echoes every {interval:g} s), hosts {hosts[0]} .. {hosts[-1]}; "
         f"load average {loadavg()}",
         flush=True,
     )
+    labs = sip_labs(hosts, args.first_host) if args.sip else []
+    try:
+        await _bench_agents(args, inv, text, hosts, n_agents, per_agent, total)
+    finally:
+        if labs:
+            from bench.bench_scheduler import stop_labs
+
+            stop_labs(labs)
+
+
+def sip_labs(hosts: list[str], first_host: str) -> list[Any]:
+    """Lab children answering SIP OPTIONS on every point's address (the ICMP the kernel does).
+
+    The lab children of ``bench_scheduler.py``'s ``sip10k`` case, which number their
+    points from ``first_host`` as :func:`agents_config` does: checked below.
+    """
+    from bench.bench_scheduler import CASES, build_inventory, start_labs
+
+    served = {
+        p.host
+        for p in build_inventory(len(hosts), CASES["sip10k"].profile, first_host).points.values()
+    }
+    if served != set(hosts):
+        raise SystemExit("the lab would not serve the agents' points")
+    return start_labs(CASES["sip10k"], len(hosts), 2 if len(hosts) > 5000 else 1, first_host)
+
+
+async def _bench_agents(
+    args: argparse.Namespace,
+    inv: Any,
+    text: str,
+    hosts: list[str],
+    n_agents: int,
+    per_agent: int,
+    total: int,
+) -> None:
+    from tests.commands.running import start_run
+
+    interval = inv.settings.interval
     with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmpdir:
         tmp = Path(tmpdir)
         (tmp / "lab-hanoi.yaml").write_text(text, encoding="utf-8")
@@ -1091,6 +1135,11 @@ def main() -> None:
     )
     parser.add_argument("--first-host")
     parser.add_argument("--echoes", type=int, default=5, help="agents: ICMP echoes per probe")
+    parser.add_argument(
+        "--sip",
+        action="store_true",
+        help="agents: SIP OPTIONS over UDP too, answered by lab children (as bench_scheduler's sip10k)",
+    )
     parser.add_argument(
         "--server-nice", type=int, default=0, help="agents: the server's nice increment (root: <0)"
     )
