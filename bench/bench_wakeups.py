@@ -28,47 +28,44 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor.loops import loop_name, new_event_loop
 
-PEER = """
-import sys, time
-rate, seconds = float(sys.argv[1]), float(sys.argv[2])
-start = time.monotonic()
-n = 0
-while True:
-    n += 1
-    due = start + n / rate
-    if due - start > seconds:
-        break
-    time.sleep(max(0.0, due - time.monotonic()))
-"""
+
+def dues(rate: float, seconds: float, start: float) -> Iterator[float]:
+    """The wake-up times of the schedule both sides keep: ``rate`` a second from ``start``."""
+    n = 1
+    while n / rate <= seconds:
+        yield start + n / rate
+        n += 1
 
 
 async def loop_wakeups(rate: float, seconds: float) -> tuple[float, int]:
     """Wake ``rate`` times a second for ``seconds``; (CPU seconds, wake-ups)."""
     loop = asyncio.get_running_loop()
-    start = loop.time()
     cpu0 = time.process_time()
     n = 0
-    while True:
-        n += 1
-        due = start + n / rate
-        if due - start > seconds:
-            break
+    for due in dues(rate, seconds, loop.time()):
         await asyncio.sleep(max(0.0, due - loop.time()))
-    return time.process_time() - cpu0, n - 1
+        n += 1
+    return time.process_time() - cpu0, n
+
+
+def sleep_wakeups(rate: float, seconds: float) -> None:
+    """The peer's side, in the child: the same schedule with ``time.sleep``."""
+    for due in dues(rate, seconds, time.monotonic()):
+        time.sleep(max(0.0, due - time.monotonic()))
 
 
 def peer_wakeups(rate: float, seconds: float) -> float:
-    """The same with ``time.sleep`` in a child process; its CPU seconds."""
+    """:func:`sleep_wakeups` in a child process; its CPU seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", PEER, str(rate), str(seconds)], check=True)
+    subprocess.run([sys.executable, __file__, "--peer", str(rate), str(seconds)], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # the child's start-up (about 15 ms of CPU) is in its rusage: measured once and taken off
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
@@ -76,10 +73,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per rate and side (10)")
     parser.add_argument("--rates", default="50,100,250", help="wake-ups per second to try")
+    parser.add_argument("--peer", nargs=2, type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer:
+        sleep_wakeups(*args.peer)
+        return
     rates = [float(r) for r in args.rates.split(",")]
     loop = new_event_loop()
-    startup = peer_wakeups(1.0, 0.0)  # a child that starts and stops: its fixed cost
+    # a child that starts and stops: its fixed cost, taken off every peer run
+    startup = peer_wakeups(1.0, 0.0)
     print(
         f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"confmon's loop {loop_name(loop)}, load average {os.getloadavg()[0]:.2f}; "
