@@ -285,8 +285,12 @@ class Agent:
             if self.transport is not None:
                 await self.transport.stop()
                 self.transport = None
-            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            try:
                 await asyncio.wait_for(self._flush(client), PUBLISH_TIMEOUT)
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                left = self.stats()["buffered"]
+                why = str(exc) or f"not acknowledged within {PUBLISH_TIMEOUT:g}s"
+                log.warning("stopping with %d results not sent to the broker: %s", left, why)
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(status, b"offline", qos=1, retain=True, timeout=5.0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,6 +131,34 @@ async def test_broker_away_results_are_buffered_and_sent_with_their_own_times(
     assert agent.outbox.dropped == 0
     assert len(set(got)) >= during, "nothing probed during the outage was lost"
     assert agent.published == agent.outbox.added
+
+
+async def test_results_a_frozen_broker_never_took_are_said_at_stop(
+    broker: Broker,
+    collector: Collector,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker that keeps the connection open but acknowledges nothing (SIGSTOP): the agent
+    still stops, within its bounds, and says how many results it could not send."""
+    import monitor.transport.agent as agent_module
+
+    monkeypatch.setattr(agent_module, "PUBLISH_TIMEOUT", 1.0)
+    inv = small(POINTS)
+    assert broker.proc is not None
+    async with Lab(inv, seed=3):
+        agent = agent_for(broker, inv)
+        task = asyncio.ensure_future(agent.run())
+        try:
+            await until(lambda: len(collector.results) > 0, 30, "first results")
+            broker.proc.send_signal(signal.SIGSTOP)
+            await until(lambda: agent.stats()["buffered"] > 0, 30, "results waiting")
+            agent.stop()
+            await asyncio.wait_for(task, 30)
+        finally:
+            broker.proc.send_signal(signal.SIGCONT)
+    [line] = [r.getMessage() for r in caplog.records if "not sent to the broker" in r.getMessage()]
+    assert line.startswith("stopping with ") and int(line.split()[2]) > 0, line
 
 
 async def test_a_full_buffer_drops_the_oldest_and_counts_them(broker: Broker) -> None:
