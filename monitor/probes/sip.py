@@ -232,10 +232,10 @@ def _blank_line(data: bytes) -> tuple[int, int] | None:
     Two ``find`` calls in C rather than a regular expression, which tried a match at
     every byte of the head (two fifths of the response parser's time).
     """
-    found = [i for i in (data.find(b"\n\r\n"), data.find(b"\n\n")) if i >= 0]
-    if not found:
+    crlf, lf = data.find(b"\n\r\n"), data.find(b"\n\n")
+    at = min(crlf, lf) if crlf >= 0 and lf >= 0 else max(crlf, lf)
+    if at < 0:
         return None
-    at = min(found)
     end = at + (3 if data[at + 1] == 0x0D else 2)
     return (at - 1 if at and data[at - 1] == 0x0D else at), end
 
